@@ -1,0 +1,166 @@
+"""`python -m extract`: generate, produce, land and look at the data. Run with --help."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+from kafka.errors import KafkaError
+from sqlalchemy.exc import DBAPIError
+
+from extract import db, report, services
+from extract.jobs_extractor import ExtractError, JobsExtractor
+from extract.logs import setup_logging
+from extract.producer import ProduceError, produce_file
+from extract.settings import Settings
+from extract.users_loader import UsersFileError, load_users_file
+
+log = logging.getLogger("extract")
+
+EXPECTED_ERRORS = (
+    ExtractError,
+    ProduceError,
+    UsersFileError,
+    services.ServiceError,
+    psycopg.Error,
+    DBAPIError,
+    KafkaError,
+    OSError,
+)
+
+
+def _generate(args: argparse.Namespace, _settings: Settings) -> int:
+    from extract.generate import generate_files  # noqa: PLC0415 - only this command needs it
+
+    summary = generate_files(Path(args.out), users=args.users, jobs=args.jobs, seed=args.seed)
+    log.info("generated %s", summary)
+    return 0
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    result = produce_file(settings, Path(args.file))
+    print(f"sent {result.sent} messages to {settings.kafka_topic!r}")
+    return 0
+
+
+def _users(args: argparse.Namespace, settings: Settings) -> int:
+    result = load_users_file(settings, Path(args.file))
+    if result.already_loaded:
+        print(f"{args.file}: already loaded as load {result.load_id}; nothing added")
+    else:
+        print(f"{args.file}: {result.lines} lines landed as load {result.load_id}")
+    return 0
+
+
+def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stats = JobsExtractor(settings, stop).run(until_end=args.until_end)
+    print(f"landed {stats.inserted} new of {stats.messages} messages from {settings.kafka_topic!r}")
+    return 0
+
+
+def _up(_args: argparse.Namespace, _settings: Settings) -> int:
+    state = services.up()
+    for name in ("PGHOST", "PGPORT", "PGDATABASE", "KAFKA_BOOTSTRAP_SERVERS"):
+        print(f"{name}={state[name]}")
+    return 0
+
+
+def _down(_args: argparse.Namespace, _settings: Settings) -> int:
+    services.down()
+    return 0
+
+
+def _reset(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.yes:
+        print(
+            "reset drops the raw, staging and marts schemas and deletes the topic; pass --yes",
+            file=sys.stderr,
+        )
+        return 2
+    from extract.resetting import reset_everything  # noqa: PLC0415
+
+    reset_everything(settings)
+    return 0
+
+
+def _answer(_args: argparse.Namespace, settings: Settings) -> int:
+    location, rows = report.top_revenue(db.make_engine(settings))
+    headers = ["rank", "user_id", "home_location", "total_revenue", "jobs"]
+    print(f"Top non-local users by revenue at {location or '(no rows)'}")
+    print(report.format_table(headers, rows))
+    return 0
+
+
+def _lookup(args: argparse.Namespace, settings: Settings) -> int:
+    headers, rows = report.lookup(db.make_engine(settings), args.kind, args.value)
+    print(f"Latest jobs for {args.kind} {args.value!r}")
+    print(report.format_table(headers, rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m extract",
+        description="Land the users file and the jobs topic in Postgres (raw schema), and show the answers. "
+        "Connections come from PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE and KAFKA_* variables.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    generate = commands.add_parser("generate", help="write a deterministic, messy users.ndjson and jobs.kafka")
+    generate.add_argument("--users", type=int, default=10_000)
+    generate.add_argument("--jobs", type=int, default=100_000)
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument("--out", default="data")
+    generate.set_defaults(handler=_generate)
+
+    produce = commands.add_parser("produce", help="send a key|value file to the topic (console-producer style)")
+    produce.add_argument("file")
+    produce.set_defaults(handler=_produce)
+
+    users = commands.add_parser("users", help="land every line of a users file in raw.users (once per content)")
+    users.add_argument("file")
+    users.set_defaults(handler=_users)
+
+    jobs = commands.add_parser("jobs", help="consume the topic into raw.jobs; a service unless --until-end")
+    jobs.add_argument("--until-end", action="store_true", help="drain to the current end of every partition, exit")
+    jobs.set_defaults(handler=_jobs)
+
+    commands.add_parser("up", help="start the embedded PostgreSQL and Tansu broker if none is configured").set_defaults(
+        handler=_up
+    )
+    commands.add_parser("down", help="stop what `up` started").set_defaults(handler=_down)
+
+    reset = commands.add_parser("reset", help="drop the raw/staging/marts schemas and delete the topic")
+    reset.add_argument("--yes", action="store_true", help="really do it")
+    reset.set_defaults(handler=_reset)
+
+    commands.add_parser("answer", help="print the non-local top revenue table (after dbt build)").set_defaults(
+        handler=_answer
+    )
+
+    lookup = commands.add_parser("lookup", help="latest 5 jobs for a location or a service")
+    lookup.add_argument("kind", choices=sorted(report.LOOKUPS))
+    lookup.add_argument("value")
+    lookup.set_defaults(handler=_lookup)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return args.handler(args, Settings.from_env())
+    except EXPECTED_ERRORS as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1

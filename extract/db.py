@@ -1,0 +1,63 @@
+"""Postgres connections (SQLAlchemy engine over psycopg 3) and the raw schema."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL
+
+from extract.settings import Settings
+
+
+def database_url(settings: Settings, database: str | None = None) -> URL:
+    return URL.create(
+        "postgresql+psycopg",
+        username=settings.pg_user,
+        password=settings.pg_password or None,
+        host=settings.pg_host,
+        port=settings.pg_port,
+        database=database or settings.pg_database,
+    )
+
+
+def make_engine(settings: Settings, database: str | None = None) -> Engine:
+    return create_engine(
+        database_url(settings, database),
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "application_name": "jobs-elt"},
+    )
+
+
+def connect(settings: Settings, database: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+    """A plain driver connection, for COPY and for work that spans one explicit transaction."""
+    return psycopg.connect(
+        host=settings.pg_host,
+        port=settings.pg_port,
+        user=settings.pg_user,
+        password=settings.pg_password or None,
+        dbname=database or settings.pg_database,
+        connect_timeout=10,
+        application_name="jobs-elt",
+        autocommit=autocommit,
+    )
+
+
+def raw_schema_sql() -> str:
+    return resources.files("extract").joinpath("schema.sql").read_text()
+
+
+def ensure_raw_schema(conn: psycopg.Connection) -> None:
+    """Create the raw tables if missing; serialised so concurrent extractors do not race on DDL."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
+        conn.execute(raw_schema_sql())
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create PGDATABASE when the server does not have it yet."""
+    with connect(settings, "postgres", autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (settings.pg_database,)).fetchone()
+        if not exists:
+            conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(settings.pg_database)))

@@ -1,0 +1,229 @@
+"""Consumes the jobs topic as a consumer group and lands every message in raw.jobs.
+
+Postgres, not Kafka, holds the offsets of record: each batch and its offsets commit in one transaction,
+and on every (re)assignment the consumer seeks to what Postgres says. Kafka's group offsets are
+committed afterwards as a courtesy to lag-monitoring tools only."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError, OffsetOutOfRangeError
+
+from extract import db
+from extract.raw_sink import BatchResult, stored_offsets, write_batch
+from extract.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ExtractError(RuntimeError):
+    """The extractor cannot go on; the message says why in one line."""
+
+
+@dataclass
+class ExtractStats:
+    messages: int = 0
+    inserted: int = 0
+    payload_bytes: int = 0
+    batches: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def add(self, result: BatchResult) -> None:
+        self.messages += result.messages
+        self.inserted += result.inserted
+        self.payload_bytes += result.payload_bytes
+        self.batches += 1
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started_at
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, extractor: JobsExtractor) -> None:
+        self._extractor = extractor
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Each batch is committed before the next poll, so there is nothing in flight to flush.
+        if revoked:
+            log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._extractor.on_assigned(assigned)
+
+
+class JobsExtractor:
+    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.stats = ExtractStats()
+        self._conn: psycopg.Connection | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._targets: dict[TopicPartition, int] = {}
+        self._confirmed: set[TopicPartition] = set()
+        self._assigned_once = False
+
+    # -- database -------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.settings)
+        return self._conn
+
+    def _with_db_retry(self, what: str, action):  # noqa: ANN001, ANN202 - a thin retry wrapper
+        """Run `action(conn)`; on a lost connection reconnect with backoff until the retry budget is spent.
+
+        A failed transaction rolled back as a whole, so running it again is safe and exact."""
+        deadline = time.monotonic() + self.settings.db_retry_budget_s
+        delay = 0.5
+        while True:
+            try:
+                return action(self._connection())
+            except psycopg.OperationalError as error:
+                if self._conn is not None:
+                    self._conn.close()
+                if time.monotonic() + delay > deadline:
+                    raise ExtractError(f"database unreachable while {what}: {error}".strip()) from error
+                log.warning("database error while %s (%s); retrying in %.1fs", what, str(error).strip(), delay)
+                if self.stop.wait(delay):
+                    raise ExtractError(f"stopped while waiting for the database ({what})") from error
+                delay = min(delay * 2, 10.0)
+
+    # -- kafka ----------------------------------------------------------------------------------
+
+    def _make_consumer(self) -> KafkaConsumer:
+        try:
+            return KafkaConsumer(
+                group_id=self.settings.kafka_group_id,
+                client_id="jobs-elt-extractor",
+                enable_auto_commit=False,
+                # Postgres holds the offsets; a position Kafka no longer has is an error, not a silent reset.
+                auto_offset_reset="none",
+                session_timeout_ms=6_000,
+                heartbeat_interval_ms=1_000,
+                max_poll_interval_ms=max(300_000, int(self.settings.db_retry_budget_s * 1000) + 60_000),
+                fetch_max_bytes=64 * 1024 * 1024,
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+                **self.settings.kafka_client_config(),
+            )
+        except KafkaError as error:
+            raise ExtractError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {error}") from error
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned_once = True
+        if not assigned:
+            log.info("no partitions assigned to this member")
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        partitions = sorted(tp.partition for tp in assigned)
+        offsets = self._with_db_retry(
+            "reading stored offsets",
+            lambda conn: stored_offsets(conn, self.settings.kafka_topic, partitions),
+        )
+        for tp in sorted(assigned):
+            if tp.partition in offsets:
+                consumer.seek(tp, offsets[tp.partition])
+            else:
+                consumer.seek_to_beginning(tp)
+        # This runs on kafka-python's IO thread, where blocking Kafka calls are not allowed:
+        # the drain targets of these partitions are looked up from the main loop instead.
+        self._targets = {}
+        self._confirmed = set()
+        log.info(
+            "partitions assigned: %s, resuming at %s",
+            partitions,
+            {p: offsets.get(p, "beginning") for p in partitions},
+        )
+
+    def _drained(self) -> bool:
+        """True when every assigned partition has reached the end it had when this run began.
+
+        That end is the larger of the listed end offset and the first high watermark a fetch reports:
+        some Kafka-compatible brokers (Tansu) list a stale end offset, while fetch responses carry the
+        real one. Later watermarks do not move it, so a busy topic still lets `--until-end` finish."""
+        consumer = self._consumer
+        assert consumer is not None
+        if not self._assigned_once:
+            return False
+        assignment = consumer.assignment()
+        unlisted = [tp for tp in assignment if tp not in self._targets]
+        if unlisted:
+            self._targets.update(consumer.end_offsets(unlisted))
+        for tp in assignment:
+            if tp not in self._confirmed:
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    return False
+                self._targets[tp] = max(self._targets.get(tp, 0), highwater)
+                self._confirmed.add(tp)
+            if consumer.position(tp) < self._targets[tp]:
+                return False
+        return True
+
+    def _commit_to_kafka(self, result: BatchResult) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = {
+            TopicPartition(self.settings.kafka_topic, partition): OffsetAndMetadata(offset, "", -1)
+            for partition, offset in result.next_offsets.items()
+        }
+        try:
+            consumer.commit_async(offsets)
+        except KafkaError as error:
+            log.debug("courtesy offset commit to Kafka failed: %s", error)
+
+    def run(self, *, until_end: bool = False) -> ExtractStats:
+        self._with_db_retry("creating the raw schema", db.ensure_raw_schema)
+        self._consumer = self._make_consumer()
+        topic, group = self.settings.kafka_topic, self.settings.kafka_group_id
+        self._consumer.subscribe([topic], listener=_SeekToStoredOffsets(self))
+        log.info("consuming topic %r as group %r (until_end=%s)", topic, group, until_end)
+        try:
+            while not self.stop.is_set():
+                try:
+                    polled = self._consumer.poll(
+                        timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_poll_records
+                    )
+                except OffsetOutOfRangeError as error:
+                    raise ExtractError(
+                        f"the offsets stored in Postgres are beyond the end of {topic!r} ({error}): the topic"
+                        " was recreated or truncated; reset with `python -m extract reset` or use a new topic"
+                    ) from error
+                messages = [message for batch in polled.values() for message in batch]
+                if messages:
+                    result = self._with_db_retry(
+                        "writing a batch", lambda conn, batch=messages: write_batch(conn, topic, group, batch)
+                    )
+                    self.stats.add(result)
+                    self._commit_to_kafka(result)
+                    log.debug("batch of %d messages, %d new", result.messages, result.inserted)
+                if until_end and self._drained():
+                    break
+        finally:
+            self.close()
+        log.info(
+            "landed %d new of %d messages in %d batches in %.1fs",
+            self.stats.inserted,
+            self.stats.messages,
+            self.stats.batches,
+            self.stats.seconds,
+        )
+        return self.stats
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except KafkaError as error:
+                log.debug("closing the consumer: %s", error)
+            self._consumer = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

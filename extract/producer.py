@@ -1,0 +1,107 @@
+"""Sends a `key|value` file to the topic the way kafka-console-producer does with
+`--property parse.key=true --property key.separator='|'`: the key is the text before the first `|`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from extract.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEY_SEPARATOR = b"|"
+
+
+class ProduceError(RuntimeError):
+    """The file could not be sent; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class ProduceResult:
+    sent: int
+    blank_lines_skipped: int
+    lines_without_key: int
+
+
+def parse_line(line: bytes) -> tuple[bytes | None, bytes] | None:
+    """(key, value) for one line, or None for a blank line.
+
+    Like the console producer (Java's readLine), CRLF and LF both end a line. A line without the
+    separator is sent with a null key rather than dropped: staging decides what it is worth."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if not line.strip():
+        return None
+    key, separator, value = line.partition(KEY_SEPARATOR)
+    if not separator:
+        return None, line
+    return key, value
+
+
+def iter_messages(path: Path) -> Iterator[tuple[bytes | None, bytes] | None]:
+    with path.open("rb") as handle:
+        for line in handle:
+            yield parse_line(line)
+
+
+def ensure_topic(settings: Settings) -> None:
+    admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
+    try:
+        if settings.kafka_topic in admin.list_topics():
+            return
+        admin.create_topics([NewTopic(settings.kafka_topic, settings.kafka_topic_partitions, 1)])
+        log.info("created topic %r with %d partitions", settings.kafka_topic, settings.kafka_topic_partitions)
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def produce_file(settings: Settings, path: Path) -> ProduceResult:
+    if not path.is_file():
+        raise ProduceError(f"jobs file not found: {path}")
+    try:
+        ensure_topic(settings)
+        producer = KafkaProducer(
+            client_id="jobs-elt-producer",
+            acks="all",
+            linger_ms=20,
+            batch_size=512 * 1024,
+            # One request in flight per broker keeps a job's re-sends in file order even across retries.
+            max_in_flight_requests_per_connection=1,
+            retries=10,
+            **settings.kafka_client_config(),
+        )
+    except KafkaError as error:
+        raise ProduceError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {error}") from error
+    failures: list[BaseException] = []
+    sent = blank = keyless = 0
+    try:
+        for parsed in iter_messages(path):
+            if parsed is None:
+                blank += 1
+                continue
+            key, value = parsed
+            keyless += key is None
+            producer.send(settings.kafka_topic, key=key, value=value).add_errback(failures.append)
+            sent += 1
+        producer.flush()
+    finally:
+        producer.close()
+    if failures:
+        raise ProduceError(f"{len(failures)} of {sent} messages were not acknowledged: {failures[0]}")
+    if blank:
+        log.warning("%s: skipped %d blank lines (the console producer rejects them)", path, blank)
+    if keyless:
+        log.warning("%s: %d lines had no %r separator and were sent with a null key", path, keyless, "|")
+    log.info("sent %d messages from %s to %r", sent, path, settings.kafka_topic)
+    return ProduceResult(sent, blank, keyless)

@@ -1,0 +1,137 @@
+"""Writes one polled batch of Kafka messages and its offsets to Postgres in one transaction.
+
+The unique (topic, partition, offset) makes a replayed batch a no-op, and the offsets row only moves
+forward, so a crash before, during or after the commit can neither lose nor double a message."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import psycopg
+
+from extract.landing import headers_json, split_payload
+
+log = logging.getLogger(__name__)
+
+
+class Message(Protocol):
+    """The part of kafka-python's ConsumerRecord the sink reads (other clients can adapt to it)."""
+
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+_BATCH_TABLE = """
+create temp table if not exists jobs_batch (
+    kafka_partition integer,
+    kafka_offset bigint,
+    timestamp_ms bigint,
+    timestamp_type smallint,
+    message_key text,
+    message_key_bytes bytea,
+    message_value text,
+    message_value_bytes bytea,
+    value_is_json boolean,
+    message_headers jsonb
+) on commit delete rows
+"""
+
+_COPY = (
+    "copy jobs_batch (kafka_partition, kafka_offset, timestamp_ms, timestamp_type, message_key,"
+    " message_key_bytes, message_value, message_value_bytes, value_is_json, message_headers) from stdin"
+)
+
+_INSERT = """
+insert into raw.jobs (
+    kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type,
+    message_key, message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers
+)
+select
+    %(topic)s, kafka_partition, kafka_offset,
+    case when timestamp_ms >= 0 then to_timestamp(timestamp_ms / 1000.0) end,
+    timestamp_type, message_key, message_key_bytes, message_value, message_value_bytes,
+    case when value_is_json then {json_cast} end,
+    message_headers
+from jobs_batch
+order by kafka_partition, kafka_offset
+on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing
+"""
+
+_UPSERT_OFFSET = """
+insert into raw.kafka_offsets (kafka_topic, kafka_partition, next_offset, consumer_group, updated_at)
+values (%s, %s, %s, %s, now())
+on conflict (kafka_topic, kafka_partition) do update
+set next_offset = greatest(raw.kafka_offsets.next_offset, excluded.next_offset),
+    consumer_group = excluded.consumer_group,
+    updated_at = excluded.updated_at
+"""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    messages: int
+    inserted: int
+    payload_bytes: int
+    next_offsets: dict[int, int]
+
+
+def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
+    for message in messages:
+        key = split_payload(message.key)
+        value = split_payload(message.value)
+        yield (
+            message.partition,
+            message.offset,
+            message.timestamp,
+            message.timestamp_type,
+            key.text,
+            key.raw_bytes,
+            value.text,
+            value.raw_bytes,
+            value.is_json,
+            headers_json(message.headers),
+        )
+
+
+def write_batch(conn: psycopg.Connection, topic: str, group: str, messages: Sequence[Message]) -> BatchResult:
+    next_offsets: dict[int, int] = {}
+    payload_bytes = 0
+    for message in messages:
+        next_offsets[message.partition] = max(next_offsets.get(message.partition, 0), message.offset + 1)
+        payload_bytes += len(message.value or b"") + len(message.key or b"")
+    with conn.transaction():
+        conn.execute(_BATCH_TABLE)
+        with conn.cursor() as cur:
+            with cur.copy(_COPY) as copy:
+                for row in _rows(messages):
+                    copy.write_row(row)
+            try:
+                with conn.transaction():
+                    cur.execute(_INSERT.format(json_cast="message_value::jsonb"), {"topic": topic})
+            except psycopg.errors.DataError:
+                log.info("a value in this batch parses as JSON in Python but not as jsonb; casting row by row")
+                cur.execute(_INSERT.format(json_cast="raw.try_jsonb(message_value)"), {"topic": topic})
+            inserted = cur.rowcount
+            cur.executemany(
+                _UPSERT_OFFSET,
+                [(topic, partition, offset, group) for partition, offset in sorted(next_offsets.items())],
+            )
+    return BatchResult(len(messages), inserted, payload_bytes, next_offsets)
+
+
+def stored_offsets(conn: psycopg.Connection, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    with conn.transaction():
+        rows = conn.execute(
+            "select kafka_partition, next_offset from raw.kafka_offsets"
+            " where kafka_topic = %s and kafka_partition = any(%s)",
+            (topic, list(partitions)),
+        ).fetchall()
+    return {partition: offset for partition, offset in rows}

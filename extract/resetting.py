@@ -1,0 +1,28 @@
+"""Start over: drop every layer in Postgres and delete the topic (the demo does this to be repeatable)."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient
+from kafka.errors import UnknownTopicOrPartitionError
+
+from extract import db
+from extract.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def reset_everything(settings: Settings) -> None:
+    with db.connect(settings, autocommit=True) as conn:
+        for schema in ("marts", "staging", "raw"):
+            conn.execute(f"drop schema if exists {schema} cascade")  # fixed names, no input reaches here
+    admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
+    try:
+        if settings.kafka_topic in admin.list_topics():
+            admin.delete_topics([settings.kafka_topic])
+    except UnknownTopicOrPartitionError:
+        pass
+    finally:
+        admin.close()
+    log.info("dropped schemas raw, staging, marts and topic %r", settings.kafka_topic)
