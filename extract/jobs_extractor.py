@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
-from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
 from extract import db
-from extract.raw_sink import BatchResult, stored_offsets, write_batch
+from extract.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
 from extract.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,7 @@ class JobsExtractor:
         if unlisted:
             self._targets.update(consumer.end_offsets(unlisted))
         for tp in assignment:
+            self._check_not_beyond_end(tp)
             if tp not in self._confirmed:
                 highwater = consumer.highwater(tp)
                 if highwater is None:
@@ -166,6 +167,19 @@ class JobsExtractor:
             if consumer.position(tp) < self._targets[tp]:
                 return False
         return True
+
+    def _check_not_beyond_end(self, tp: TopicPartition) -> None:
+        """A stored offset past the partition's end means the topic was recreated or truncated; reading
+        on would silently skip the new messages, so stop loudly instead."""
+        consumer = self._consumer
+        assert consumer is not None
+        highwater = consumer.highwater(tp)
+        if highwater is not None and consumer.position(tp) > highwater:
+            raise ExtractError(
+                f"the offset stored in Postgres for {tp.topic}[{tp.partition}] ({consumer.position(tp)}) is beyond"
+                f" the partition's end ({highwater}): the topic was recreated or truncated. Reset with"
+                " `python -m extract reset --yes` or use a new KAFKA_TOPIC"
+            )
 
     def _commit_to_kafka(self, result: BatchResult) -> None:
         consumer = self._consumer
@@ -179,8 +193,37 @@ class JobsExtractor:
         except KafkaError as error:
             log.debug("courtesy offset commit to Kafka failed: %s", error)
 
+    def _topic_id(self) -> str | None:
+        """The broker's id for the topic, if it has one (Kafka 2.8+ and Tansu do), checked against the id
+        the offsets were stored under."""
+        try:
+            admin = KafkaAdminClient(client_id="jobs-elt-extractor-admin", **self.settings.kafka_client_config())
+        except KafkaError as error:
+            raise ExtractError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {error}") from error
+        try:
+            described = admin.describe_topics([self.settings.kafka_topic])
+        except KafkaError:
+            return None
+        finally:
+            admin.close()
+        topic_id = described[0].get("topic_id") if described else None
+        if not topic_id or set(str(topic_id)) <= {"0", "-"}:
+            return None
+        topic_id = str(topic_id)
+        known = self._with_db_retry(
+            "reading stored topic ids", lambda conn: stored_topic_ids(conn, self.settings.kafka_topic)
+        )
+        if known and topic_id not in known:
+            raise ExtractError(
+                f"topic {self.settings.kafka_topic!r} now has id {topic_id} but the offsets in Postgres belong to"
+                f" {', '.join(sorted(known))}: the topic was recreated. Reset with `python -m extract reset --yes`"
+                " or use a new KAFKA_TOPIC"
+            )
+        return topic_id
+
     def run(self, *, until_end: bool = False) -> ExtractStats:
         self._with_db_retry("creating the raw schema", db.ensure_raw_schema)
+        topic_id = self._topic_id()
         self._consumer = self._make_consumer()
         topic, group = self.settings.kafka_topic, self.settings.kafka_group_id
         self._consumer.subscribe([topic], listener=_SeekToStoredOffsets(self))
@@ -199,13 +242,17 @@ class JobsExtractor:
                 messages = [message for batch in polled.values() for message in batch]
                 if messages:
                     result = self._with_db_retry(
-                        "writing a batch", lambda conn, batch=messages: write_batch(conn, topic, group, batch)
+                        "writing a batch", lambda conn, batch=messages: write_batch(conn, topic, group, batch, topic_id)
                     )
                     self.stats.add(result)
                     self._commit_to_kafka(result)
                     log.debug("batch of %d messages, %d new", result.messages, result.inserted)
-                if until_end and self._drained():
-                    break
+                if until_end:
+                    if self._drained():
+                        break
+                elif self._assigned_once:
+                    for tp in self._consumer.assignment():
+                        self._check_not_beyond_end(tp)
         finally:
             self.close()
         log.info(

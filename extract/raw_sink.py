@@ -66,10 +66,11 @@ on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing
 """
 
 _UPSERT_OFFSET = """
-insert into raw.kafka_offsets (kafka_topic, kafka_partition, next_offset, consumer_group, updated_at)
-values (%s, %s, %s, %s, now())
+insert into raw.kafka_offsets (kafka_topic, kafka_partition, next_offset, kafka_topic_id, consumer_group, updated_at)
+values (%s, %s, %s, %s, %s, now())
 on conflict (kafka_topic, kafka_partition) do update
 set next_offset = greatest(raw.kafka_offsets.next_offset, excluded.next_offset),
+    kafka_topic_id = coalesce(excluded.kafka_topic_id, raw.kafka_offsets.kafka_topic_id),
     consumer_group = excluded.consumer_group,
     updated_at = excluded.updated_at
 """
@@ -101,7 +102,9 @@ def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
         )
 
 
-def write_batch(conn: psycopg.Connection, topic: str, group: str, messages: Sequence[Message]) -> BatchResult:
+def write_batch(
+    conn: psycopg.Connection, topic: str, group: str, messages: Sequence[Message], topic_id: str | None = None
+) -> BatchResult:
     next_offsets: dict[int, int] = {}
     payload_bytes = 0
     for message in messages:
@@ -122,7 +125,7 @@ def write_batch(conn: psycopg.Connection, topic: str, group: str, messages: Sequ
             inserted = cur.rowcount
             cur.executemany(
                 _UPSERT_OFFSET,
-                [(topic, partition, offset, group) for partition, offset in sorted(next_offsets.items())],
+                [(topic, partition, offset, topic_id, group) for partition, offset in sorted(next_offsets.items())],
             )
     return BatchResult(len(messages), inserted, payload_bytes, next_offsets)
 
@@ -135,3 +138,13 @@ def stored_offsets(conn: psycopg.Connection, topic: str, partitions: Iterable[in
             (topic, list(partitions)),
         ).fetchall()
     return {partition: offset for partition, offset in rows}
+
+
+def stored_topic_ids(conn: psycopg.Connection, topic: str) -> set[str]:
+    with conn.transaction():
+        rows = conn.execute(
+            "select distinct kafka_topic_id from raw.kafka_offsets"
+            " where kafka_topic = %s and kafka_topic_id is not null",
+            (topic,),
+        ).fetchall()
+    return {row[0] for row in rows}

@@ -29,6 +29,8 @@ create table if not exists raw.kafka_offsets (
     kafka_topic text not null,
     kafka_partition integer not null,
     next_offset bigint not null,
+    -- The topic's id when the offset was stored: a recreated topic has a new id and restarts at 0.
+    kafka_topic_id text,
     consumer_group text,
     updated_at timestamptz not null default now(),
     primary key (kafka_topic, kafka_partition)
