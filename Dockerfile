@@ -1,0 +1,31 @@
+# Image for the jobs ELT pipeline: the `extract` CLI (Kafka/users file -> Postgres raw)
+# and the dbt project (raw -> staging -> marts). One image, many commands:
+#   docker compose run --rm extractor python -m extract --help
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DBT_SEND_ANONYMOUS_USAGE_STATS=false \
+    DBT_PROFILES_DIR=/app/dbt_project
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
+       --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# Dependencies and package first so code-only changes to dbt_project keep this layer cached.
+COPY pyproject.toml README.md ./
+COPY extract ./extract
+RUN pip install . \
+    && rm -rf build ./*.egg-info \
+    && chown app:app /app
+
+# dbt writes target/, logs/ and .user.yml inside the project dir, so the runtime user owns it.
+COPY --chown=app:app dbt_project ./dbt_project
+
+USER app
+
+CMD ["python", "-m", "extract", "--help"]
