@@ -38,7 +38,10 @@ def _generate(args: argparse.Namespace, _settings: Settings) -> int:
     from extract.generate import generate_files  # noqa: PLC0415 - only this command needs it
 
     summary = generate_files(Path(args.out), users=args.users, jobs=args.jobs, seed=args.seed)
-    log.info("generated %s", summary)
+    print(
+        f"wrote {summary.user_lines} user lines ({summary.distinct_users} users) to {summary.users_path} and"
+        f" {summary.job_lines} job lines ({summary.distinct_jobs} jobs) to {summary.jobs_path}"
+    )
     return 0
 
 
