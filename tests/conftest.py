@@ -118,6 +118,7 @@ def run_dbt(settings: Settings, tmp_path: Path, *args: str, check: bool = True) 
         "DBT_LOG_PATH": str(tmp_path / "dbt-logs"),
         "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_USE_COLORS": "false",
     }
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT)],

@@ -1,0 +1,49 @@
+{#-
+    Reconciliation, attached to a raw source table: every raw row (by load_seq) is either exactly one
+    usable row of the per-row staging model or exactly one quarantine row of that source: never both,
+    never neither. Returns the offending load_seqs, plus one summary row when the counts differ, i.e.
+    count(raw) <> count(usable staged rows) + count(quarantined rows).
+-#}
+{% test raw_equals_staged_plus_quarantined(model, staged_model, quarantine_model, quarantine_source_name) %}
+    with
+
+    raw_rows as (
+        select load_seq from {{ model }}
+    ),
+
+    accounted as (
+        select load_seq from {{ staged_model }} where quarantine_reason is null
+        union all
+        select raw_load_seq as load_seq
+        from {{ quarantine_model }}
+        where source_name = {{ sql_string_literal(quarantine_source_name) }}
+    ),
+
+    accounted_counts as (
+        select load_seq, count(*) as n_accounted from accounted group by load_seq
+    ),
+
+    per_row as (
+        select
+            coalesce(raw_rows.load_seq, accounted_counts.load_seq) as load_seq,
+            raw_rows.load_seq is not null as in_raw,
+            coalesce(accounted_counts.n_accounted, 0) as n_accounted
+        from raw_rows
+        full outer join accounted_counts on raw_rows.load_seq = accounted_counts.load_seq
+        where raw_rows.load_seq is null or accounted_counts.n_accounted is distinct from 1
+    ),
+
+    totals as (
+        select
+            null::bigint as load_seq,
+            (select count(*) from raw_rows) as n_raw,
+            (select count(*) from accounted) as n_staged_plus_quarantined
+    )
+
+    select load_seq, in_raw, n_accounted, null::bigint as n_raw, null::bigint as n_staged_plus_quarantined
+    from per_row
+    union all
+    select load_seq, null, null, n_raw, n_staged_plus_quarantined
+    from totals
+    where n_raw <> n_staged_plus_quarantined
+{% endtest %}
