@@ -17,11 +17,11 @@ JOBS ?= 100000
 SEED ?= 42
 LOCATION ?= LOC_1294
 
-DBT := cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
+# `extract env` prints the effective connection settings (environment, else what `make up` remembered,
+# else defaults) as shell exports, so dbt and SQLFluff see exactly what the Python side sees.
+LOAD_ENV := eval "$$($(PY) -m extract env)" &&
+DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
 DBT_VARS := --vars '{location: $(LOCATION)}'
-
-# Where `make up` started things (ports, database); the environment still wins.
--include $(ELT_STATE_DIR)/services.env
 
 .PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer \
 	lookup demo test pytest lint clean
@@ -79,18 +79,15 @@ answer: setup ## print the non-local top revenue table
 lookup: setup ## latest jobs: make lookup KIND=location VALUE=LOC_1294
 	$(PY) -m extract lookup $(KIND) $(VALUE)
 
-demo: setup ## everything end to end on the embedded default, ending with the answer
-	$(MAKE) --no-print-directory up
-	@# A second make re-reads the ports `up` just wrote.
-	$(MAKE) --no-print-directory reset generate produce extract build answer
+demo: up reset generate produce extract build answer ## everything end to end on the embedded default
 
 pytest: setup ## the pytest suite (starts its own broker; uses PGHOST:PGPORT or an embedded server)
 	$(PY) -m pytest
 
-lint: setup ## ruff and SQLFluff
+lint: up ## ruff, and SQLFluff with the dbt templater (which compiles against the database)
 	$(BIN)/ruff check extract tests
 	$(BIN)/ruff format --check extract tests
-	cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests
+	$(LOAD_ENV) cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests
 
 test: lint pytest ## every check CI runs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -66,6 +67,17 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signum, lambda *_: stop.set())
     stats = JobsExtractor(settings, stop).run(until_end=args.until_end)
     print(f"landed {stats.inserted} new of {stats.messages} messages from {settings.kafka_topic!r}")
+    return 0
+
+
+def _env(_args: argparse.Namespace, settings: Settings) -> int:
+    for name, value in {
+        **settings.dbt_env(),
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_TOPIC": settings.kafka_topic,
+        "KAFKA_GROUP_ID": settings.kafka_group_id,
+    }.items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 
@@ -142,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_up
     )
     commands.add_parser("down", help="stop what `up` started").set_defaults(handler=_down)
+    commands.add_parser(
+        "env", help='print the effective connection settings as shell exports: eval "$(python -m extract env)"'
+    ).set_defaults(handler=_env)
 
     reset = commands.add_parser("reset", help="drop the raw/staging/marts schemas and delete the topic")
     reset.add_argument("--yes", action="store_true", help="really do it")
