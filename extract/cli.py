@@ -15,18 +15,20 @@ from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
 from extract import db, report, services
-from extract.jobs_extractor import ExtractError, JobsExtractor
+from extract.file_loader import FileLoadResult, FileSourceError, load_file
+from extract.kafka_extractor import ExtractError, KafkaExtractor, run_kafka_sources
 from extract.logs import setup_logging
 from extract.producer import ProduceError, produce_file
 from extract.settings import Settings
-from extract.users_loader import UsersFileError, load_users_file
+from extract.sources_config import FileSource, KafkaSource, SourcesConfigError
 
 log = logging.getLogger("extract")
 
 EXPECTED_ERRORS = (
     ExtractError,
     ProduceError,
-    UsersFileError,
+    FileSourceError,
+    SourcesConfigError,
     services.ServiceError,
     psycopg.Error,
     DBAPIError,
@@ -47,27 +49,68 @@ def _generate(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    result = produce_file(settings, Path(args.file))
-    print(f"sent {result.sent} messages to {settings.kafka_topic!r}")
+    source = settings.sources().get(args.source)
+    if not isinstance(source, KafkaSource):
+        raise SourcesConfigError(f"source {args.source!r} is a file source, not a Kafka topic")
+    result = produce_file(settings, Path(args.file), source.topic, source.partitions)
+    print(f"sent {result.sent} messages to {source.topic!r}")
     return 0
+
+
+def _print_load(result: FileLoadResult) -> None:
+    if result.already_loaded:
+        print(f"{result.file_name}: already loaded as load {result.load_id} of {result.source}; nothing added")
+    else:
+        print(f"{result.file_name}: {result.lines} lines landed as load {result.load_id} of {result.source}")
 
 
 def _users(args: argparse.Namespace, settings: Settings) -> int:
-    result = load_users_file(settings, Path(args.file))
-    if result.already_loaded:
-        print(f"{args.file}: already loaded as load {result.load_id}; nothing added")
-    else:
-        print(f"{args.file}: {result.lines} lines landed as load {result.load_id}")
+    config = settings.sources()
+    source = config.get("users")
+    assert isinstance(source, FileSource)
+    _print_load(load_file(settings, source, Path(args.file), config))
     return 0
 
 
-def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    stats = JobsExtractor(settings, stop).run(until_end=args.until_end)
+    return stop
+
+
+def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    stats = KafkaExtractor(settings, stop=_stop_on_signals()).run(until_end=args.until_end)
     print(f"landed {stats.inserted} new of {stats.messages} messages from {settings.kafka_topic!r}")
     return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """Every selected file source, then every selected Kafka source; one failing file does not stop
+    the others, but makes the exit code non-zero."""
+    config = settings.sources()
+    selected = config.select(args.sources)
+    failures = 0
+    for source in selected:
+        if not isinstance(source, FileSource):
+            continue
+        paths = source.files(Path.cwd())
+        if not paths:
+            log.warning("source %s: no file matches %s", source.name, source.path)
+        for path in paths:
+            try:
+                _print_load(load_file(settings, source, path, config))
+            except FileSourceError as error:
+                failures += 1
+                print(f"error: source {source.name}: {error}", file=sys.stderr)
+    kafka_sources = [source for source in selected if isinstance(source, KafkaSource)]
+    if kafka_sources:
+        stats = run_kafka_sources(
+            settings, kafka_sources, until_end=args.until_end, stop=_stop_on_signals(), config=config
+        )
+        topics = ", ".join(source.topic for source in kafka_sources)
+        print(f"landed {stats.inserted} new of {stats.messages} messages from {topics}")
+    return 1 if failures else 0
 
 
 def _env(_args: argparse.Namespace, settings: Settings) -> int:
@@ -138,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="data")
     generate.set_defaults(handler=_generate)
 
-    produce = commands.add_parser("produce", help="send a key|value file to the topic (console-producer style)")
+    produce = commands.add_parser("produce", help="send a key|value file to a topic (console-producer style)")
     produce.add_argument("file")
+    produce.add_argument("--source", default="jobs", help="the Kafka source (sources.yml) whose topic gets the file")
     produce.set_defaults(handler=_produce)
 
     users = commands.add_parser("users", help="land every line of a users file in raw.users (once per content)")
@@ -149,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="consume the topic into raw.jobs; a service unless --until-end")
     jobs.add_argument("--until-end", action="store_true", help="drain to the current end of every partition, exit")
     jobs.set_defaults(handler=_jobs)
+
+    run = commands.add_parser("run", help="land any or all sources of sources.yml (files first, then topics)")
+    run.add_argument("sources", nargs="*", metavar="SOURCE", help="source names (default: all)")
+    run.add_argument("--until-end", action="store_true", help="drain the topics to their current end, then exit")
+    run.set_defaults(handler=_run)
 
     commands.add_parser("up", help="start the embedded PostgreSQL and Tansu broker if none is configured").set_defaults(
         handler=_up

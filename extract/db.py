@@ -5,10 +5,12 @@ from __future__ import annotations
 from importlib import resources
 
 import psycopg
+from psycopg import sql
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 
 from extract.settings import Settings
+from extract.sources_config import SourcesConfig
 
 
 def database_url(settings: Settings, database: str | None = None) -> URL:
@@ -44,15 +46,24 @@ def connect(settings: Settings, database: str | None = None, *, autocommit: bool
     )
 
 
-def raw_schema_sql() -> str:
-    return resources.files("extract").joinpath("schema.sql").read_text()
+def _sql_file(name: str) -> str:
+    return resources.files("extract").joinpath(name).read_text()
 
 
-def ensure_raw_schema(conn: psycopg.Connection) -> None:
-    """Create the raw tables if missing; serialised so concurrent extractors do not race on DDL."""
+def table_identifier(qualified_name: str) -> sql.Identifier:
+    schema, _, table = qualified_name.rpartition(".")
+    return sql.Identifier(schema, table)
+
+
+def ensure_raw_schema(conn: psycopg.Connection, config: SourcesConfig) -> None:
+    """Create the raw layer and a table for every declared source if missing; serialised so that
+    concurrent extractors do not race on DDL."""
+    shapes = {"kafka": _sql_file("raw_kafka_table.sql"), "file": _sql_file("raw_file_table.sql")}
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
-        conn.execute(raw_schema_sql())
+        conn.execute(_sql_file("schema.sql"))
+        for source in config.sources:
+            conn.execute(sql.SQL(shapes[source.kind]).format(table=table_identifier(source.raw_table)))
 
 
 def ensure_database(settings: Settings) -> None:
@@ -60,4 +71,4 @@ def ensure_database(settings: Settings) -> None:
     with connect(settings, "postgres", autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (settings.pg_database,)).fetchone()
         if not exists:
-            conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(settings.pg_database)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.pg_database)))

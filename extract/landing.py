@@ -38,7 +38,7 @@ def jsonb_accepts(text: str) -> bool:
     return True
 
 
-def split_payload(data: bytes | None) -> Payload:
+def split_payload(data: bytes | None, *, check_json: bool = True) -> Payload:
     if data is None:
         return Payload(None, None, False)
     if b"\x00" in data:
@@ -47,7 +47,7 @@ def split_payload(data: bytes | None) -> Payload:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return Payload(None, data, False)
-    return Payload(text, None, jsonb_accepts(text))
+    return Payload(text, None, check_json and jsonb_accepts(text))
 
 
 def headers_json(headers: list[tuple[str, bytes | None]] | None) -> str | None:

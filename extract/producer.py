@@ -53,24 +53,31 @@ def iter_messages(path: Path) -> Iterator[tuple[bytes | None, bytes] | None]:
             yield parse_line(line)
 
 
-def ensure_topic(settings: Settings) -> None:
+def ensure_topic(settings: Settings, topic: str | None = None, partitions: int | None = None) -> None:
+    """Create the topic (default: the jobs topic) when the broker does not have it yet."""
+    topic = topic or settings.kafka_topic
+    partitions = partitions or settings.kafka_topic_partitions
     admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
     try:
-        if settings.kafka_topic in admin.list_topics():
+        if topic in admin.list_topics():
             return
-        admin.create_topics([NewTopic(settings.kafka_topic, settings.kafka_topic_partitions, 1)])
-        log.info("created topic %r with %d partitions", settings.kafka_topic, settings.kafka_topic_partitions)
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+        log.info("created topic %r with %d partitions", topic, partitions)
     except TopicAlreadyExistsError:
         pass
     finally:
         admin.close()
 
 
-def produce_file(settings: Settings, path: Path) -> ProduceResult:
+def produce_file(
+    settings: Settings, path: Path, topic: str | None = None, partitions: int | None = None
+) -> ProduceResult:
+    """Send every line of `path` to `topic` (default: the jobs topic)."""
+    topic = topic or settings.kafka_topic
     if not path.is_file():
-        raise ProduceError(f"jobs file not found: {path}")
+        raise ProduceError(f"file not found: {path}")
     try:
-        ensure_topic(settings)
+        ensure_topic(settings, topic, partitions)
         producer = KafkaProducer(
             client_id="jobs-elt-producer",
             acks="all",
@@ -92,7 +99,7 @@ def produce_file(settings: Settings, path: Path) -> ProduceResult:
                 continue
             key, value = parsed
             keyless += key is None
-            producer.send(settings.kafka_topic, key=key, value=value).add_errback(failures.append)
+            producer.send(topic, key=key, value=value).add_errback(failures.append)
             sent += 1
         producer.flush()
     finally:
@@ -103,5 +110,5 @@ def produce_file(settings: Settings, path: Path) -> ProduceResult:
         log.warning("%s: skipped %d blank lines (the console producer rejects them)", path, blank)
     if keyless:
         log.warning("%s: %d lines had no %r separator and were sent with a null key", path, keyless, "|")
-    log.info("sent %d messages from %s to %r", sent, path, settings.kafka_topic)
+    log.info("sent %d messages from %s to %r", sent, path, topic)
     return ProduceResult(sent, blank, keyless)

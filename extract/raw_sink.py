@@ -1,4 +1,5 @@
-"""Writes one polled batch of Kafka messages and its offsets to Postgres in one transaction.
+"""Writes one polled batch of Kafka messages (of any number of topics) and their offsets to Postgres
+in one transaction.
 
 The unique (topic, partition, offset) makes a replayed batch a no-op, and the offsets row only moves
 forward, so a crash before, during or after the commit can neither lose nor double a message."""
@@ -6,12 +7,14 @@ forward, so a crash before, during or after the commit can neither lose nor doub
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
+from psycopg import sql
 
+from extract.db import table_identifier
 from extract.landing import headers_json, split_payload
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,7 @@ log = logging.getLogger(__name__)
 class Message(Protocol):
     """The part of kafka-python's ConsumerRecord the sink reads (other clients can adapt to it)."""
 
+    topic: str
     partition: int
     offset: int
     timestamp: int
@@ -30,7 +34,8 @@ class Message(Protocol):
 
 
 _BATCH_TABLE = """
-create temp table if not exists jobs_batch (
+create temp table if not exists kafka_batch (
+    kafka_topic text,
     kafka_partition integer,
     kafka_offset bigint,
     timestamp_ms bigint,
@@ -45,22 +50,23 @@ create temp table if not exists jobs_batch (
 """
 
 _COPY = (
-    "copy jobs_batch (kafka_partition, kafka_offset, timestamp_ms, timestamp_type, message_key,"
+    "copy kafka_batch (kafka_topic, kafka_partition, kafka_offset, timestamp_ms, timestamp_type, message_key,"
     " message_key_bytes, message_value, message_value_bytes, value_is_json, message_headers) from stdin"
 )
 
 _INSERT = """
-insert into raw.jobs (
+insert into {table} (
     kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type,
     message_key, message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers
 )
 select
-    %(topic)s, kafka_partition, kafka_offset,
+    kafka_topic, kafka_partition, kafka_offset,
     case when timestamp_ms >= 0 then to_timestamp(timestamp_ms / 1000.0) end,
     timestamp_type, message_key, message_key_bytes, message_value, message_value_bytes,
     case when value_is_json then {json_cast} end,
     message_headers
-from jobs_batch
+from kafka_batch
+where kafka_topic = %(topic)s
 order by kafka_partition, kafka_offset
 on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing
 """
@@ -81,7 +87,7 @@ class BatchResult:
     messages: int
     inserted: int
     payload_bytes: int
-    next_offsets: dict[int, int]
+    next_offsets: dict[tuple[str, int], int]
 
 
 def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
@@ -89,6 +95,7 @@ def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
         key = split_payload(message.key)
         value = split_payload(message.value)
         yield (
+            message.topic,
             message.partition,
             message.offset,
             message.timestamp,
@@ -103,41 +110,63 @@ def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
 
 
 def write_batch(
-    conn: psycopg.Connection, topic: str, group: str, messages: Sequence[Message], topic_id: str | None = None
+    conn: psycopg.Connection,
+    group: str,
+    messages: Sequence[Message],
+    tables: Mapping[str, str],
+    topic_ids: Mapping[str, str | None],
 ) -> BatchResult:
-    next_offsets: dict[int, int] = {}
+    """Land `messages` in the raw table of their topic (`tables`: topic -> raw.table) with their offsets."""
+    next_offsets: dict[tuple[str, int], int] = {}
     payload_bytes = 0
     for message in messages:
-        next_offsets[message.partition] = max(next_offsets.get(message.partition, 0), message.offset + 1)
+        position = (message.topic, message.partition)
+        next_offsets[position] = max(next_offsets.get(position, 0), message.offset + 1)
         payload_bytes += len(message.value or b"") + len(message.key or b"")
+    inserted = 0
     with conn.transaction():
         conn.execute(_BATCH_TABLE)
         with conn.cursor() as cur:
             with cur.copy(_COPY) as copy:
                 for row in _rows(messages):
                     copy.write_row(row)
-            try:
-                with conn.transaction():
-                    cur.execute(_INSERT.format(json_cast="message_value::jsonb"), {"topic": topic})
-            except psycopg.errors.DataError:
-                log.info("a value in this batch parses as JSON in Python but not as jsonb; casting row by row")
-                cur.execute(_INSERT.format(json_cast="raw.try_jsonb(message_value)"), {"topic": topic})
-            inserted = cur.rowcount
+            for topic in sorted({topic for topic, _ in next_offsets}):
+                inserted += _insert(cur, tables[topic], topic)
             cur.executemany(
                 _UPSERT_OFFSET,
-                [(topic, partition, offset, topic_id, group) for partition, offset in sorted(next_offsets.items())],
+                [
+                    (topic, partition, offset, topic_ids.get(topic), group)
+                    for (topic, partition), offset in sorted(next_offsets.items())
+                ],
             )
     return BatchResult(len(messages), inserted, payload_bytes, next_offsets)
 
 
-def stored_offsets(conn: psycopg.Connection, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+def _insert(cur: psycopg.Cursor, table: str, topic: str) -> int:
+    def statement(json_cast: str) -> sql.Composed:
+        return sql.SQL(_INSERT).format(table=table_identifier(table), json_cast=sql.SQL(json_cast))
+
+    try:
+        with cur.connection.transaction():
+            cur.execute(statement("message_value::jsonb"), {"topic": topic})
+    except psycopg.errors.DataError:
+        log.info("a value in this batch parses as JSON in Python but not as jsonb; casting row by row")
+        cur.execute(statement("raw.try_jsonb(message_value)"), {"topic": topic})
+    return cur.rowcount
+
+
+def stored_offsets(conn: psycopg.Connection, positions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The next offset to read for each (topic, partition) that has one stored."""
+    positions = list(positions)
+    topics, partitions = zip(*positions, strict=True) if positions else ((), ())
     with conn.transaction():
         rows = conn.execute(
-            "select kafka_partition, next_offset from raw.kafka_offsets"
-            " where kafka_topic = %s and kafka_partition = any(%s)",
-            (topic, list(partitions)),
+            "select o.kafka_topic, o.kafka_partition, o.next_offset from raw.kafka_offsets as o"
+            " join unnest(%s::text[], %s::integer[]) as p (kafka_topic, kafka_partition)"
+            " using (kafka_topic, kafka_partition)",
+            (list(topics), list(partitions)),
         ).fetchall()
-    return {partition: offset for partition, offset in rows}
+    return {(topic, partition): offset for topic, partition, offset in rows}
 
 
 def stored_topic_ids(conn: psycopg.Connection, topic: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""Start over: drop every layer in Postgres and delete the topic (the demo does this to be repeatable)."""
+"""Start over: drop every layer in Postgres and delete the topics (the demo does this to be repeatable)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ def reset_everything(settings: Settings) -> None:
     with db.connect(settings, autocommit=True) as conn:
         for schema in ("marts", "staging", "raw"):
             conn.execute(f"drop schema if exists {schema} cascade")  # fixed names, no input reaches here
+    topics = [source.topic for source in settings.sources().kafka_sources()]
     admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
     try:
-        if settings.kafka_topic in admin.list_topics():
-            admin.delete_topics([settings.kafka_topic])
+        existing = [topic for topic in topics if topic in set(admin.list_topics())]
+        if existing:
+            admin.delete_topics(existing)
     except UnknownTopicOrPartitionError:
         pass
     finally:
         admin.close()
-    log.info("dropped schemas raw, staging, marts and topic %r", settings.kafka_topic)
+    log.info("dropped schemas raw, staging, marts and topics %s", ", ".join(topics))

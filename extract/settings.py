@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from extract.sources_config import SourcesConfig, load_sources
+
 STATE_FILE_NAME = "services.env"
 
 
@@ -46,6 +48,7 @@ class Settings:
     max_poll_records: int = 20_000
     poll_timeout_ms: int = 1_000
     db_retry_budget_s: float = 120.0
+    sources_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +78,18 @@ class Settings:
             max_poll_records=int(text("EXTRACT_MAX_POLL_RECORDS", str(cls.max_poll_records))),
             poll_timeout_ms=int(text("EXTRACT_POLL_TIMEOUT_MS", str(cls.poll_timeout_ms))),
             db_retry_budget_s=float(text("EXTRACT_DB_RETRY_BUDGET_S", str(cls.db_retry_budget_s))),
+            sources_file=Path(source["ELT_SOURCES_FILE"]) if source.get("ELT_SOURCES_FILE") else None,
         )
+
+    def sources(self) -> SourcesConfig:
+        """The declarative sources file, with ${VAR} references resolved against these settings first."""
+        env = {
+            **read_state_env(),
+            **os.environ,
+            "KAFKA_TOPIC": self.kafka_topic,
+            "KAFKA_TOPIC_PARTITIONS": str(self.kafka_topic_partitions),
+        }
+        return load_sources(self.sources_file, env)
 
     def kafka_client_config(self) -> dict[str, object]:
         """Connection and security settings shared by every kafka-python client."""

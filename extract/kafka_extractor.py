@@ -1,4 +1,4 @@
-"""Consumes the jobs topic as a consumer group and lands every message in raw.jobs.
+"""Consumes Kafka sources as one consumer group and lands every message in its source's raw table.
 
 Postgres, not Kafka, holds the offsets of record: each batch and its offsets commit in one transaction,
 and on every (re)assignment the consumer seeks to what Postgres says. Kafka's group offsets are
@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -18,8 +20,11 @@ from kafka.errors import KafkaError, OffsetOutOfRangeError
 from extract import db
 from extract.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
 from extract.settings import Settings
+from extract.sources_config import KafkaSource, SourcesConfig
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ExtractError(RuntimeError):
@@ -40,31 +45,53 @@ class ExtractStats:
         self.payload_bytes += result.payload_bytes
         self.batches += 1
 
+    def merge(self, other: ExtractStats) -> None:
+        self.messages += other.messages
+        self.inserted += other.inserted
+        self.payload_bytes += other.payload_bytes
+        self.batches += other.batches
+
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started_at
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
-    def __init__(self, extractor: JobsExtractor) -> None:
+    def __init__(self, extractor: KafkaExtractor) -> None:
         self._extractor = extractor
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Each batch is committed before the next poll, so there is nothing in flight to flush.
         if revoked:
-            log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+            log.info("partitions revoked: %s", _describe(revoked))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._extractor.on_assigned(assigned)
 
 
-class JobsExtractor:
-    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
+def _describe(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions))
+
+
+class KafkaExtractor:
+    """One consumer (one member of the group) subscribed to the topics of `sources`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sources: Sequence[KafkaSource] | None = None,
+        stop: threading.Event | None = None,
+        config: SourcesConfig | None = None,
+    ) -> None:
         self.settings = settings
+        self.config = config or settings.sources()
+        self.sources = list(sources) if sources is not None else [self.config.get("jobs")]  # type: ignore[list-item]
+        self.tables = {source.topic: source.raw_table for source in self.sources}
         self.stop = stop or threading.Event()
         self.stats = ExtractStats()
         self._conn: psycopg.Connection | None = None
         self._consumer: KafkaConsumer | None = None
+        self._topic_ids: dict[str, str | None] = {}
         self._targets: dict[TopicPartition, int] = {}
         self._confirmed: set[TopicPartition] = set()
         self._assigned_once = False
@@ -76,7 +103,7 @@ class JobsExtractor:
             self._conn = db.connect(self.settings)
         return self._conn
 
-    def _with_db_retry(self, what: str, action):  # noqa: ANN001, ANN202 - a thin retry wrapper
+    def _with_db_retry(self, what: str, action: Callable[[psycopg.Connection], T]) -> T:
         """Run `action(conn)`; on a lost connection reconnect with backoff until the retry budget is spent.
 
         A failed transaction rolled back as a whole, so running it again is safe and exact."""
@@ -115,32 +142,71 @@ class JobsExtractor:
         except KafkaError as error:
             raise ExtractError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {error}") from error
 
+    def _check_topic_ids(self) -> None:
+        """Compare each topic's broker id (Kafka 2.8+ and Tansu have one) with the id its offsets were
+        stored under: a recreated topic restarts at offset 0, and resuming would skip its messages."""
+        try:
+            admin = KafkaAdminClient(client_id="jobs-elt-extractor-admin", **self.settings.kafka_client_config())
+        except KafkaError as error:
+            raise ExtractError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {error}") from error
+        try:
+            described = admin.describe_topics(list(self.tables))
+        except KafkaError:
+            described = []
+        finally:
+            admin.close()
+        for topic_description in described:
+            topic, topic_id = topic_description.get("name"), topic_description.get("topic_id")
+            if topic not in self.tables or not topic_id or set(str(topic_id)) <= {"0", "-"}:
+                continue
+            topic_id = str(topic_id)
+            known = self._with_db_retry("reading stored topic ids", lambda conn, t=topic: stored_topic_ids(conn, t))
+            if known and topic_id not in known:
+                raise ExtractError(
+                    f"topic {topic!r} now has id {topic_id} but the offsets in Postgres belong to"
+                    f" {', '.join(sorted(known))}: the topic was recreated. Reset with"
+                    " `python -m extract reset --yes` or use a new topic name"
+                )
+            self._topic_ids[topic] = topic_id
+
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned_once = True
+        # This runs on kafka-python's IO thread, where blocking Kafka calls are not allowed:
+        # the drain targets of these partitions are looked up from the main loop instead.
+        self._targets = {}
+        self._confirmed = set()
         if not assigned:
             log.info("no partitions assigned to this member")
             return
         consumer = self._consumer
         assert consumer is not None
-        partitions = sorted(tp.partition for tp in assigned)
         offsets = self._with_db_retry(
             "reading stored offsets",
-            lambda conn: stored_offsets(conn, self.settings.kafka_topic, partitions),
+            lambda conn: stored_offsets(conn, [(tp.topic, tp.partition) for tp in assigned]),
         )
         for tp in sorted(assigned):
-            if tp.partition in offsets:
-                consumer.seek(tp, offsets[tp.partition])
+            if (tp.topic, tp.partition) in offsets:
+                consumer.seek(tp, offsets[(tp.topic, tp.partition)])
             else:
                 consumer.seek_to_beginning(tp)
-        # This runs on kafka-python's IO thread, where blocking Kafka calls are not allowed:
-        # the drain targets of these partitions are looked up from the main loop instead.
-        self._targets = {}
-        self._confirmed = set()
         log.info(
-            "partitions assigned: %s, resuming at %s",
-            partitions,
-            {p: offsets.get(p, "beginning") for p in partitions},
+            "partitions assigned: %s; resuming at %s",
+            _describe(assigned),
+            {f"{tp.topic}[{tp.partition}]": offsets.get((tp.topic, tp.partition), 0) for tp in sorted(assigned)},
         )
+
+    def _check_not_beyond_end(self, tp: TopicPartition) -> None:
+        """A stored offset past the partition's end means the topic was recreated or truncated; reading
+        on would silently skip the new messages, so stop loudly instead."""
+        consumer = self._consumer
+        assert consumer is not None
+        highwater = consumer.highwater(tp)
+        if highwater is not None and consumer.position(tp) > highwater:
+            raise ExtractError(
+                f"the offset stored in Postgres for {tp.topic}[{tp.partition}] ({consumer.position(tp)}) is beyond"
+                f" the partition's end ({highwater}): the topic was recreated or truncated. Reset with"
+                " `python -m extract reset --yes` or use a new topic name"
+            )
 
     def _drained(self) -> bool:
         """True when every assigned partition has reached the end it had when this run began.
@@ -168,66 +234,25 @@ class JobsExtractor:
                 return False
         return True
 
-    def _check_not_beyond_end(self, tp: TopicPartition) -> None:
-        """A stored offset past the partition's end means the topic was recreated or truncated; reading
-        on would silently skip the new messages, so stop loudly instead."""
-        consumer = self._consumer
-        assert consumer is not None
-        highwater = consumer.highwater(tp)
-        if highwater is not None and consumer.position(tp) > highwater:
-            raise ExtractError(
-                f"the offset stored in Postgres for {tp.topic}[{tp.partition}] ({consumer.position(tp)}) is beyond"
-                f" the partition's end ({highwater}): the topic was recreated or truncated. Reset with"
-                " `python -m extract reset --yes` or use a new KAFKA_TOPIC"
-            )
-
     def _commit_to_kafka(self, result: BatchResult) -> None:
         consumer = self._consumer
         assert consumer is not None
         offsets = {
-            TopicPartition(self.settings.kafka_topic, partition): OffsetAndMetadata(offset, "", -1)
-            for partition, offset in result.next_offsets.items()
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in result.next_offsets.items()
         }
         try:
             consumer.commit_async(offsets)
         except KafkaError as error:
             log.debug("courtesy offset commit to Kafka failed: %s", error)
 
-    def _topic_id(self) -> str | None:
-        """The broker's id for the topic, if it has one (Kafka 2.8+ and Tansu do), checked against the id
-        the offsets were stored under."""
-        try:
-            admin = KafkaAdminClient(client_id="jobs-elt-extractor-admin", **self.settings.kafka_client_config())
-        except KafkaError as error:
-            raise ExtractError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {error}") from error
-        try:
-            described = admin.describe_topics([self.settings.kafka_topic])
-        except KafkaError:
-            return None
-        finally:
-            admin.close()
-        topic_id = described[0].get("topic_id") if described else None
-        if not topic_id or set(str(topic_id)) <= {"0", "-"}:
-            return None
-        topic_id = str(topic_id)
-        known = self._with_db_retry(
-            "reading stored topic ids", lambda conn: stored_topic_ids(conn, self.settings.kafka_topic)
-        )
-        if known and topic_id not in known:
-            raise ExtractError(
-                f"topic {self.settings.kafka_topic!r} now has id {topic_id} but the offsets in Postgres belong to"
-                f" {', '.join(sorted(known))}: the topic was recreated. Reset with `python -m extract reset --yes`"
-                " or use a new KAFKA_TOPIC"
-            )
-        return topic_id
-
     def run(self, *, until_end: bool = False) -> ExtractStats:
-        self._with_db_retry("creating the raw schema", db.ensure_raw_schema)
-        topic_id = self._topic_id()
+        self._with_db_retry("creating the raw schema", lambda conn: db.ensure_raw_schema(conn, self.config))
+        self._check_topic_ids()
         self._consumer = self._make_consumer()
-        topic, group = self.settings.kafka_topic, self.settings.kafka_group_id
-        self._consumer.subscribe([topic], listener=_SeekToStoredOffsets(self))
-        log.info("consuming topic %r as group %r (until_end=%s)", topic, group, until_end)
+        group = self.settings.kafka_group_id
+        self._consumer.subscribe(sorted(self.tables), listener=_SeekToStoredOffsets(self))
+        log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
         try:
             while not self.stop.is_set():
                 try:
@@ -236,13 +261,14 @@ class JobsExtractor:
                     )
                 except OffsetOutOfRangeError as error:
                     raise ExtractError(
-                        f"the offsets stored in Postgres are beyond the end of {topic!r} ({error}): the topic"
-                        " was recreated or truncated; reset with `python -m extract reset` or use a new topic"
+                        f"the offsets stored in Postgres are beyond the end of the topic ({error}): it was"
+                        " recreated or truncated; reset with `python -m extract reset --yes` or use a new topic"
                     ) from error
                 messages = [message for batch in polled.values() for message in batch]
                 if messages:
                     result = self._with_db_retry(
-                        "writing a batch", lambda conn, batch=messages: write_batch(conn, topic, group, batch, topic_id)
+                        "writing a batch",
+                        lambda conn, batch=messages: write_batch(conn, group, batch, self.tables, self._topic_ids),
                     )
                     self.stats.add(result)
                     self._commit_to_kafka(result)
@@ -256,9 +282,10 @@ class JobsExtractor:
         finally:
             self.close()
         log.info(
-            "landed %d new of %d messages in %d batches in %.1fs",
+            "landed %d new of %d messages from %s in %d batches in %.1fs",
             self.stats.inserted,
             self.stats.messages,
+            ", ".join(sorted(self.tables)),
             self.stats.batches,
             self.stats.seconds,
         )
@@ -274,3 +301,38 @@ class JobsExtractor:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def run_kafka_sources(
+    settings: Settings,
+    sources: Sequence[KafkaSource],
+    *,
+    until_end: bool,
+    stop: threading.Event,
+    config: SourcesConfig,
+) -> ExtractStats:
+    """Land `sources` with one consumer subscribed to all of them, or one consumer thread per topic
+    (`kafka.workers` in sources.yml); every consumer is a member of the same group."""
+    if config.worker_mode == "one_subscription" or len(sources) == 1:
+        return KafkaExtractor(settings, sources, stop, config).run(until_end=until_end)
+    extractors = [KafkaExtractor(settings, [source], stop, config) for source in sources]
+    errors: list[BaseException] = []
+
+    def work(extractor: KafkaExtractor) -> None:
+        try:
+            extractor.run(until_end=until_end)
+        except BaseException as error:  # reported below; the other workers are stopped too
+            errors.append(error)
+            stop.set()
+
+    threads = [threading.Thread(target=work, args=(e,), name=f"extract-{e.sources[0].name}") for e in extractors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    total = ExtractStats()
+    for extractor in extractors:
+        total.merge(extractor.stats)
+    return total

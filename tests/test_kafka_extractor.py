@@ -9,7 +9,7 @@ import time
 import psycopg
 from kafka import KafkaProducer
 
-from extract.jobs_extractor import ExtractError, JobsExtractor
+from extract.kafka_extractor import ExtractError, KafkaExtractor
 from extract.producer import ensure_topic
 from extract.settings import Settings
 
@@ -49,7 +49,7 @@ def landed(pg: psycopg.Connection, topic: str) -> dict[tuple[int, int], tuple[by
 
 def test_every_message_lands_once_and_byte_exact(settings: Settings, pg: psycopg.Connection) -> None:
     produce(settings, ODD_MESSAGES, headers=[("source", b"test"), ("bin", b"\x00\x01")])
-    stats = JobsExtractor(settings).run(until_end=True)
+    stats = KafkaExtractor(settings).run(until_end=True)
     assert stats.messages == stats.inserted == len(ODD_MESSAGES)
 
     rows = landed(pg, settings.kafka_topic)
@@ -76,13 +76,13 @@ def test_every_message_lands_once_and_byte_exact(settings: Settings, pg: psycopg
 def test_rerun_adds_nothing_and_resumes_where_it_stopped(settings: Settings, pg: psycopg.Connection) -> None:
     first = [(str(i).encode(), f'{{"JOBIDENTIFIER": "{i}"}}'.encode()) for i in range(3000)]
     produce(settings, first)
-    assert JobsExtractor(settings).run(until_end=True).inserted == 3000
-    again = JobsExtractor(settings).run(until_end=True)
+    assert KafkaExtractor(settings).run(until_end=True).inserted == 3000
+    again = KafkaExtractor(settings).run(until_end=True)
     assert (again.messages, again.inserted) == (0, 0)
 
     second = [(str(i).encode(), f'{{"JOBIDENTIFIER": "{i}", "v": 2}}'.encode()) for i in range(1000)]
     produce(settings, second)
-    resumed = JobsExtractor(settings).run(until_end=True)
+    resumed = KafkaExtractor(settings).run(until_end=True)
     assert (resumed.messages, resumed.inserted) == (1000, 1000)
     count, distinct = pg.execute(
         "select count(*), count(distinct (kafka_partition, kafka_offset)) from raw.jobs"
@@ -98,7 +98,7 @@ def test_rerun_adds_nothing_and_resumes_where_it_stopped(settings: Settings, pg:
 def test_service_mode_stops_cleanly_on_request(settings: Settings, pg: psycopg.Connection) -> None:
     produce(settings, [(b"1", b"{}")])
     stop = threading.Event()
-    extractor = JobsExtractor(settings, stop)
+    extractor = KafkaExtractor(settings, stop=stop)
     worker = threading.Thread(target=extractor.run)
     worker.start()
     deadline = time.monotonic() + 30
@@ -121,10 +121,10 @@ def test_service_mode_stops_cleanly_on_request(settings: Settings, pg: psycopg.C
 
 def test_a_recreated_topic_is_refused_not_skipped(settings: Settings, pg: psycopg.Connection) -> None:
     produce(settings, [(b"1", b"{}")])
-    JobsExtractor(settings).run(until_end=True)
+    KafkaExtractor(settings).run(until_end=True)
     pg.execute("update raw.kafka_offsets set kafka_topic_id = 'an-older-incarnation'")
     try:
-        JobsExtractor(settings).run(until_end=True)
+        KafkaExtractor(settings).run(until_end=True)
     except ExtractError as error:
         assert "recreated" in str(error)
     else:
@@ -133,10 +133,10 @@ def test_a_recreated_topic_is_refused_not_skipped(settings: Settings, pg: psycop
 
 def test_offsets_beyond_the_end_are_refused(settings: Settings, pg: psycopg.Connection) -> None:
     produce(settings, [(b"1", b"{}")])
-    JobsExtractor(settings).run(until_end=True)
+    KafkaExtractor(settings).run(until_end=True)
     pg.execute("update raw.kafka_offsets set next_offset = next_offset + 100")
     try:
-        JobsExtractor(settings).run(until_end=True)
+        KafkaExtractor(settings).run(until_end=True)
     except ExtractError as error:
         assert "beyond" in str(error)
     else:
