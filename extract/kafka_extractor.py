@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A member left with no partitions waits this long for a rebalance to hand it some before `--until-end`
+# calls it done: a group leader that lacks metadata for another member's topic first assigns it nothing.
+EMPTY_ASSIGNMENT_GRACE_S = 8.0
+
 
 class ExtractError(RuntimeError):
     """The extractor cannot go on; the message says why in one line."""
@@ -95,6 +99,7 @@ class KafkaExtractor:
         self._targets: dict[TopicPartition, int] = {}
         self._confirmed: set[TopicPartition] = set()
         self._assigned_once = False
+        self._assigned_at = 0.0
 
     # -- database -------------------------------------------------------------------------------
 
@@ -171,6 +176,7 @@ class KafkaExtractor:
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned_once = True
+        self._assigned_at = time.monotonic()
         # This runs on kafka-python's IO thread, where blocking Kafka calls are not allowed:
         # the drain targets of these partitions are looked up from the main loop instead.
         self._targets = {}
@@ -219,6 +225,8 @@ class KafkaExtractor:
         if not self._assigned_once:
             return False
         assignment = consumer.assignment()
+        if not assignment:
+            return time.monotonic() - self._assigned_at >= EMPTY_ASSIGNMENT_GRACE_S
         unlisted = [tp for tp in assignment if tp not in self._targets]
         if unlisted:
             self._targets.update(consumer.end_offsets(unlisted))

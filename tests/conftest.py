@@ -93,6 +93,8 @@ def env_for(settings: Settings) -> dict[str, str]:
             "ELT_STATE_DIR": "/nonexistent-state-dir",
         }
     )
+    if settings.sources_file:
+        env["ELT_SOURCES_FILE"] = str(settings.sources_file)
     return env
 
 
