@@ -43,7 +43,9 @@ def _generate(args: argparse.Namespace, _settings: Settings) -> int:
     summary = generate_files(Path(args.out), users=args.users, jobs=args.jobs, seed=args.seed)
     print(
         f"wrote {summary.user_lines} user lines ({summary.distinct_users} users) to {summary.users_path} and"
-        f" {summary.job_lines} job lines ({summary.distinct_jobs} jobs) to {summary.jobs_path}"
+        f" {summary.job_lines} job lines ({summary.distinct_jobs} jobs) to {summary.jobs_path}; and"
+        f" {summary.payment_lines} payments to {summary.payments_path}, {summary.service_lines} catalogue lines"
+        f" to {summary.services_path}"
     )
     return 0
 
@@ -111,6 +113,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         topics = ", ".join(source.topic for source in kafka_sources)
         print(f"landed {stats.inserted} new of {stats.messages} messages from {topics}")
     return 1 if failures else 0
+
+
+def _roles(_args: argparse.Namespace, settings: Settings) -> int:
+    from extract.roles import GROUPS, create_roles  # noqa: PLC0415
+
+    users = create_roles(settings)
+    print(f"roles {', '.join(GROUPS)} ready in {settings.pg_database!r}; login users: {', '.join(users) or 'none'}")
+    return 0
 
 
 def _env(_args: argparse.Namespace, settings: Settings) -> int:
@@ -210,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     reset = commands.add_parser("reset", help="drop the raw/staging/marts schemas and delete the topic")
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(handler=_reset)
+
+    commands.add_parser(
+        "roles",
+        help="create the least-privilege roles elt_loader, elt_transformer, elt_analyst (as an administrator);"
+        " LOGIN members too when ELT_LOADER_PASSWORD / ELT_TRANSFORMER_PASSWORD / ELT_ANALYST_PASSWORD are set",
+    ).set_defaults(handler=_roles)
 
     commands.add_parser("answer", help="print the non-local top revenue table (after dbt build)").set_defaults(
         handler=_answer

@@ -18,10 +18,12 @@ import os
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+
+from extract.progress import Bar
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,11 @@ class GenerateSummary:
     distinct_jobs: int
     user_mess: Mapping[str, int]
     job_mess: Mapping[str, int]
+    payments_path: Path | None = None
+    services_path: Path | None = None
+    payment_lines: int = 0
+    service_lines: int = 0
+    payment_mess: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(slots=True)
@@ -502,9 +509,10 @@ class _JobsWriter:
 def _write_lines(path: Path, count: int, make_line: Callable[[int], bytes]) -> None:
     """Write via a temporary file so a reader never sees half a file."""
     partial = path.with_name(path.name + ".partial")
-    with partial.open("wb", buffering=1 << 20) as out:
+    with partial.open("wb", buffering=1 << 20) as out, Bar(count, f"generate {path.name}", unit="lines") as bar:
         for line_number in range(count):
             out.write(make_line(line_number))
+            bar.update()
     os.replace(partial, path)
 
 
@@ -535,7 +543,17 @@ def generate_files(out_dir: Path, *, users: int, jobs: int, seed: int) -> Genera
     jobs_path = out_dir / "jobs.kafka"
     _write_lines(jobs_path, jobs, lambda n: jobs_writer.line(n, forced_jobs.get(n)))
 
+    # The payments and service catalogue are derived from the jobs file, with their own random stream,
+    # so adding them left the users and jobs files byte-identical per seed.
+    from extract.generate_payments import generate_payment_files  # noqa: PLC0415 - it imports from here
+
+    extras = generate_payment_files(out_dir, jobs_path, seed=seed)
     summary = GenerateSummary(
+        payments_path=extras.payments_path,
+        services_path=extras.services_path,
+        payment_lines=extras.payment_lines,
+        service_lines=extras.service_lines,
+        payment_mess=MappingProxyType(extras.mess),
         users_path=users_path,
         jobs_path=jobs_path,
         user_lines=users,

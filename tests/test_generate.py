@@ -3,6 +3,7 @@ with a non-trivial answer to the case query. Checked through the independent ref
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -55,7 +56,10 @@ def test_exact_line_counts_and_no_leftovers(tmp_path: Path) -> None:
     summary = generate_files(tmp_path, users=123, jobs=456, seed=1)
     assert summary.users_path.read_bytes().count(b"\n") == summary.user_lines == 123
     assert summary.jobs_path.read_bytes().count(b"\n") == summary.job_lines == 456
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.kafka", "users.ndjson"]
+    assert summary.payments_path.read_bytes().count(b"\n") == summary.payment_lines > 0
+    assert summary.services_path.read_bytes().count(b"\n") == summary.service_lines
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["jobs.kafka", "payments.kafka", "services.csv", "users.ndjson"]
     empty = generate_files(tmp_path / "empty", users=0, jobs=0, seed=1)
     assert empty.users_path.read_bytes() == empty.jobs_path.read_bytes() == b""
 
@@ -217,3 +221,36 @@ def test_speed(tmp_path: Path) -> None:
     started = time.perf_counter()
     generate_files(tmp_path, users=1_000, jobs=20_000, seed=9)
     assert 20_000 / (time.perf_counter() - started) > 10_000
+
+
+def test_payments_pay_for_generated_jobs_in_both_amount_styles(tmp_path: Path) -> None:
+    summary = generate_files(tmp_path, users=300, jobs=3000, seed=5)
+    again = generate_files(tmp_path / "again", users=300, jobs=3000, seed=5)
+    assert summary.payments_path.read_bytes() == again.payments_path.read_bytes()
+    assert summary.services_path.read_bytes() == again.services_path.read_bytes()
+
+    job_ids = set()
+    for line in summary.jobs_path.read_bytes().splitlines():
+        try:
+            job_ids.add(str(json.loads(line.split(b"|", 1)[1])["JOBIDENTIFIER"]).strip())
+        except (ValueError, KeyError, TypeError):
+            continue
+    styles, unknown_jobs, broken = set(), 0, 0
+    for line in summary.payments_path.read_bytes().splitlines():
+        key, _, value = line.partition(b"|")
+        try:
+            payment = json.loads(value)
+        except ValueError:
+            broken += 1
+            continue
+        assert payment["PAYMENTID"] == key.decode()
+        styles |= {name for name in ("AMOUNT", "AMOUNT_MINOR") if name in payment}
+        unknown_jobs += payment.get("JOBIDENTIFIER") not in job_ids
+    assert styles == {"AMOUNT", "AMOUNT_MINOR"}
+    assert broken > 0
+    # Only the payments whose job id was deliberately dropped point nowhere.
+    assert unknown_jobs == summary.payment_mess.get("missing_job_id", 0)
+
+    header, *rows = summary.services_path.read_text().splitlines()
+    assert header == "SERVICENAME,CATEGORY,BASEPRICE"
+    assert sum(row.startswith("SERVICE_42,") for row in rows) == 2
