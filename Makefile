@@ -49,8 +49,9 @@ reset: setup ## drop raw/staging/marts and delete the topic (asks nothing)
 generate: setup ## write $(DATA_DIR)/users.ndjson and jobs.kafka (USERS, JOBS, SEED)
 	$(PY) -m extract generate --users $(USERS) --jobs $(JOBS) --seed $(SEED) --out $(DATA_DIR)
 
-produce: setup ## send $(DATA_DIR)/jobs.kafka to the topic
+produce: setup ## send $(DATA_DIR)/jobs.kafka and payments.kafka to their topics
 	$(PY) -m extract produce $(DATA_DIR)/jobs.kafka
+	$(PY) -m extract produce --source payments $(DATA_DIR)/payments.kafka
 
 users: setup ## land $(DATA_DIR)/users.ndjson in raw.users
 	$(PY) -m extract users $(DATA_DIR)/users.ndjson
@@ -58,7 +59,8 @@ users: setup ## land $(DATA_DIR)/users.ndjson in raw.users
 jobs: setup ## drain the topic into raw.jobs
 	$(PY) -m extract jobs --until-end
 
-extract: users jobs ## land both sources in the raw schema
+extract: setup ## land every source of sources.yml (files, then topics) in the raw schema
+	USERS_FILE=$(DATA_DIR)/users.ndjson SERVICES_FILE=$(DATA_DIR)/services.csv $(PY) -m extract run --until-end
 
 build: setup ## dbt build: run every model and every test
 	$(DBT) build $(DBT_VARS)
