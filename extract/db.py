@@ -55,12 +55,23 @@ def table_identifier(qualified_name: str) -> sql.Identifier:
     return sql.Identifier(schema, table)
 
 
+_RAW_LAYER_PRESENT = (
+    "select to_regprocedure('raw.try_jsonb(text)') is not null"
+    " and (select bool_and(to_regclass(name) is not null) from unnest(%s::text[]) as name)"
+)
+
+
 def ensure_raw_schema(conn: psycopg.Connection, config: SourcesConfig) -> None:
     """Create the raw layer and a table for every declared source if missing; serialised so that
     concurrent extractors do not race on DDL."""
     shapes = {"kafka": _sql_file("raw_kafka_table.sql"), "file": _sql_file("raw_file_table.sql")}
+    tables = ["raw.kafka_offsets", "raw.file_loads", *(source.raw_table for source in config.sources)]
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
+        if conn.execute(_RAW_LAYER_PRESENT, (tables,)).fetchone()[0]:
+            # Nothing missing: no DDL, so a least-privilege loader (extract/roles.sql), which may not run
+            # any, works once `python -m extract roles` has created the raw layer for it.
+            return
         conn.execute(_sql_file("schema.sql"))
         for source in config.sources:
             conn.execute(sql.SQL(shapes[source.kind]).format(table=table_identifier(source.raw_table)))
