@@ -24,7 +24,7 @@ DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
 DBT_VARS := --vars '{location: $(LOCATION)}'
 
 .PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer \
-	lookup demo test pytest lint clean
+	lookup demo test pytest lint clean roles
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ down: setup ## stop what `make up` started
 
 reset: setup ## drop raw/staging/marts and delete the topic (asks nothing)
 	$(PY) -m extract reset --yes
+
+roles: setup ## least-privilege roles elt_loader/elt_transformer/elt_analyst (+ LOGIN users if ELT_*_PASSWORD set)
+	$(PY) -m extract roles
 
 generate: setup ## write $(DATA_DIR)/users.ndjson and jobs.kafka (USERS, JOBS, SEED)
 	$(PY) -m extract generate --users $(USERS) --jobs $(JOBS) --seed $(SEED) --out $(DATA_DIR)
