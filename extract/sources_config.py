@@ -189,7 +189,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
     if kind == "kafka":
         topic = entry.text("topic", required=True)
         assert topic is not None
-        if not _TOPIC.match(topic):
+        if not _TOPIC.fullmatch(topic) or topic in {".", ".."}:  # Kafka refuses both; fullmatch: no "x\n"
             raise SourcesConfigError(f"{entry.where}: 'topic' {topic!r} is not a valid Kafka topic name")
         source = KafkaSource(
             name=name,
