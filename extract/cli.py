@@ -123,14 +123,6 @@ def _roles(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _roles(_args: argparse.Namespace, settings: Settings) -> int:
-    from extract.roles import GROUPS, create_roles  # noqa: PLC0415
-
-    users = create_roles(settings)
-    print(f"roles {', '.join(GROUPS)} ready in {settings.pg_database!r}; login users: {', '.join(users) or 'none'}")
-    return 0
-
-
 def _env(_args: argparse.Namespace, settings: Settings) -> int:
     for name, value in {
         **settings.dbt_env(),
@@ -228,12 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     reset = commands.add_parser("reset", help="drop the raw/staging/marts schemas and delete the topic")
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(handler=_reset)
-
-    commands.add_parser(
-        "roles",
-        help="create the least-privilege roles elt_loader, elt_transformer, elt_analyst (as an administrator);"
-        " LOGIN members too when ELT_LOADER_PASSWORD / ELT_TRANSFORMER_PASSWORD / ELT_ANALYST_PASSWORD are set",
-    ).set_defaults(handler=_roles)
 
     commands.add_parser(
         "roles",
