@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from extract.progress import Bar
 from extract.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,15 +94,18 @@ def produce_file(
     failures: list[BaseException] = []
     sent = blank = keyless = 0
     try:
-        for parsed in iter_messages(path):
-            if parsed is None:
-                blank += 1
-                continue
-            key, value = parsed
-            keyless += key is None
-            producer.send(topic, key=key, value=value).add_errback(failures.append)
-            sent += 1
-        producer.flush()
+        with Bar(path.stat().st_size, f"produce {path.name}", unit="B") as bar:
+            for parsed in iter_messages(path):
+                if parsed is None:
+                    blank += 1
+                    bar.update(1)
+                    continue
+                key, value = parsed
+                keyless += key is None
+                producer.send(topic, key=key, value=value).add_errback(failures.append)
+                sent += 1
+                bar.update(len(value) + (len(key) + 2 if key is not None else 1))
+            producer.flush()
     finally:
         producer.close()
     if failures:
