@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from extract import db
+from extract import audit, db
 from extract.landing import Payload, jsonb_accepts, split_payload
+from extract.progress import Bar
 from extract.settings import Settings
 from extract.sources_config import FileSource, SourcesConfig
 
@@ -120,6 +121,33 @@ def _validate(path: Path) -> None:
 def load_file(
     settings: Settings, source: FileSource, path: Path, config: SourcesConfig | None = None
 ) -> FileLoadResult:
+    """Land `path`, and record the attempt (loaded, duplicate or failed) in raw.file_load_attempts."""
+    started_at = audit.utcnow()
+    try:
+        result = _load_file(settings, source, path, config)
+    except (FileSourceError, psycopg.Error, OSError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        audit.record_file_attempt(
+            settings, source=source.name, path=path, started_at=started_at, outcome="failed", error=message
+        )
+        raise
+    audit.record_file_attempt(
+        settings,
+        source=source.name,
+        path=path,
+        started_at=started_at,
+        outcome="duplicate" if result.already_loaded else "loaded",
+        sha256=result.file_sha256,
+        file_bytes=path.stat().st_size,
+        rows=0 if result.already_loaded else result.lines,
+        load_id=result.load_id,
+    )
+    return result
+
+
+def _load_file(
+    settings: Settings, source: FileSource, path: Path, config: SourcesConfig | None = None
+) -> FileLoadResult:
     _validate(path)
     sha, size = file_digest(path)
     if size == 0:
@@ -155,10 +183,11 @@ def _copy_lines(
 ) -> int:
     conn.execute(_BATCH_TABLE)
     lines = 0
-    with conn.cursor() as cur:
+    with conn.cursor() as cur, Bar(path.stat().st_size, f"load {path.name}", unit="B") as bar:
         with cur.copy("copy file_batch (line_number, line_text, line_bytes, json_text) from stdin") as copy:
             json_view = _JSON_VIEWS[source.format]
             for lines, line in enumerate(iter_lines(path), start=1):
+                bar.update(len(line) + 1)
                 payload = split_payload(line, check_json=source.format == "ndjson")
                 is_header = header is not None and lines == 1
                 json_text = None if payload.text is None or is_header else json_view(payload, header)

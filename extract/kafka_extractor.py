@@ -18,6 +18,7 @@ from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, Of
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
 from extract import db
+from extract.observe import ExtractObserver, notify
 from extract.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
 from extract.settings import Settings
 from extract.sources_config import KafkaSource, SourcesConfig
@@ -86,8 +87,10 @@ class KafkaExtractor:
         sources: Sequence[KafkaSource] | None = None,
         stop: threading.Event | None = None,
         config: SourcesConfig | None = None,
+        observers: Sequence[ExtractObserver] = (),
     ) -> None:
         self.settings = settings
+        self.observers = list(observers)
         self.config = config or settings.sources()
         self.sources = list(sources) if sources is not None else [self.config.get("jobs")]  # type: ignore[list-item]
         self.tables = {source.topic: source.raw_table for source in self.sources}
@@ -118,6 +121,7 @@ class KafkaExtractor:
             try:
                 return action(self._connection())
             except psycopg.OperationalError as error:
+                notify(self.observers, "on_db_error", self, what, error)
                 if self._conn is not None:
                     self._conn.close()
                 if time.monotonic() + delay > deadline:
@@ -256,12 +260,14 @@ class KafkaExtractor:
 
     def run(self, *, until_end: bool = False) -> ExtractStats:
         self._with_db_retry("creating the raw schema", lambda conn: db.ensure_raw_schema(conn, self.config))
-        self._check_topic_ids()
-        self._consumer = self._make_consumer()
-        group = self.settings.kafka_group_id
-        self._consumer.subscribe(sorted(self.tables), listener=_SeekToStoredOffsets(self))
-        log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
+        notify(self.observers, "on_start", self, until_end)
+        failure: BaseException | None = None
         try:
+            self._check_topic_ids()
+            self._consumer = self._make_consumer()
+            group = self.settings.kafka_group_id
+            self._consumer.subscribe(sorted(self.tables), listener=_SeekToStoredOffsets(self))
+            log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
             while not self.stop.is_set():
                 try:
                     polled = self._consumer.poll(
@@ -274,6 +280,7 @@ class KafkaExtractor:
                     ) from error
                 messages = [message for batch in polled.values() for message in batch]
                 if messages:
+                    began = time.perf_counter()
                     result = self._with_db_retry(
                         "writing a batch",
                         lambda conn, batch=messages: write_batch(conn, group, batch, self.tables, self._topic_ids),
@@ -281,13 +288,19 @@ class KafkaExtractor:
                     self.stats.add(result)
                     self._commit_to_kafka(result)
                     log.debug("batch of %d messages, %d new", result.messages, result.inserted)
+                    notify(self.observers, "on_batch", self, polled, result, time.perf_counter() - began)
+                notify(self.observers, "on_poll", self)
                 if until_end:
                     if self._drained():
                         break
                 elif self._assigned_once:
                     for tp in self._consumer.assignment():
                         self._check_not_beyond_end(tp)
+        except BaseException as error:
+            failure = error
+            raise
         finally:
+            notify(self.observers, "on_end", self, failure)
             self.close()
         log.info(
             "landed %d new of %d messages from %s in %d batches in %.1fs",
@@ -298,6 +311,14 @@ class KafkaExtractor:
             self.stats.seconds,
         )
         return self.stats
+
+    def partition_positions(self) -> dict[TopicPartition, tuple[int, int | None]]:
+        """(next offset to read, high watermark of the last fetch or None) per assigned partition; for
+        observers, on the extractor's thread. No network round trip."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        return {tp: (consumer.position(tp), consumer.highwater(tp)) for tp in consumer.assignment()}
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -318,12 +339,13 @@ def run_kafka_sources(
     until_end: bool,
     stop: threading.Event,
     config: SourcesConfig,
+    observers: Sequence[ExtractObserver] = (),
 ) -> ExtractStats:
     """Land `sources` with one consumer subscribed to all of them, or one consumer thread per topic
     (`kafka.workers` in sources.yml); every consumer is a member of the same group."""
     if config.worker_mode == "one_subscription" or len(sources) == 1:
-        return KafkaExtractor(settings, sources, stop, config).run(until_end=until_end)
-    extractors = [KafkaExtractor(settings, [source], stop, config) for source in sources]
+        return KafkaExtractor(settings, sources, stop, config, observers).run(until_end=until_end)
+    extractors = [KafkaExtractor(settings, [source], stop, config, observers) for source in sources]
     errors: list[BaseException] = []
 
     def work(extractor: KafkaExtractor) -> None:

@@ -28,6 +28,49 @@ create table if not exists raw.file_loads (
     unique (source_name, file_sha256)
 );
 
+-- The audit trail. One row per extract run (`jobs`, `run`, `serve`): started when the consumer starts,
+-- updated as batches commit and closed at the end with its outcome. `partitions` holds, per partition,
+-- the first and last offset the run read and how many messages: [{"topic", "partition", "first_offset",
+-- "last_offset", "messages"}].
+create table if not exists raw.extract_runs (
+    run_id bigint generated always as identity primary key,
+    command text not null,
+    topics text [] not null,
+    consumer_group text,
+    host text,
+    pid integer,
+    started_at timestamptz not null default now(),
+    ended_at timestamptz,
+    -- running | succeeded | stopped (SIGTERM/SIGINT in service mode) | failed
+    status text not null default 'running',
+    messages bigint not null default 0,
+    rows_inserted bigint not null default 0,
+    payload_bytes bigint not null default 0,
+    batches bigint not null default 0,
+    partitions jsonb not null default '[]',
+    error text,
+    updated_at timestamptz not null default now()
+);
+create index if not exists extract_runs_started_at on raw.extract_runs (started_at desc);
+
+-- One row per attempt to load a file, whatever came of it: loaded (load_id points at raw.file_loads),
+-- duplicate (the same content was already load_id) or failed (error says why; nothing was landed).
+create table if not exists raw.file_load_attempts (
+    attempt_id bigint generated always as identity primary key,
+    source_name text not null,
+    file_name text not null,
+    file_sha256 text,
+    file_bytes bigint,
+    rows_loaded bigint not null default 0,
+    -- loaded | duplicate | failed
+    outcome text not null,
+    load_id bigint,
+    error text,
+    started_at timestamptz not null,
+    ended_at timestamptz not null default now()
+);
+create index if not exists file_load_attempts_started_at on raw.file_load_attempts (started_at desc);
+
 -- Used only when a batch holds a value that Python's JSON parser accepted but jsonb does not
 -- (a number beyond numeric's range, say): the row keeps its text and gets a null jsonb.
 create or replace function raw.try_jsonb(value text) returns jsonb
