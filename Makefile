@@ -86,7 +86,7 @@ lookup: setup ## latest jobs: make lookup KIND=location VALUE=LOC_1294
 
 demo: up reset generate produce extract build answer ## everything end to end on the embedded default
 
-pytest: setup ## the pytest suite (starts its own broker; uses PGHOST:PGPORT or an embedded server)
+pytest: setup chromium ## the pytest suite (starts its own broker; uses PGHOST:PGPORT or an embedded server)
 	$(PY) -m pytest
 
 lint: up ## ruff, and SQLFluff with the dbt templater (which compiles against the database)
@@ -112,3 +112,24 @@ bench: up $(BENCH_STAMP) ## throughput, memory, dbt and look-up benchmarks (1M j
 
 bench-quick: up $(BENCH_STAMP) ## the same benchmarks at tiny sizes: a smoke run of about a minute
 	$(PY) bench/run.py --quick
+
+# -- operations: status, the service, the report --
+export EXTRACT_METRICS_PORT ?= 9108
+export DBT_BUILD_INTERVAL_S ?= 300
+REPORT ?= reports/report.html
+.PHONY: status serve report chromium
+
+status: setup ## lag per partition, rows per layer, quarantine, freshness, last runs (STATUS_ARGS=--json)
+	$(PY) -m extract status $(STATUS_ARGS)
+
+serve: up ## extractor service + dbt build every DBT_BUILD_INTERVAL_S; /metrics + /health on EXTRACT_METRICS_PORT
+	$(PY) -m extract serve
+
+report: setup ## write $(REPORT): the answer, look-ups, counts per layer, quarantine, lag, charts
+	$(PY) -m extract report --out $(REPORT)
+
+# The report test screenshots the page in headless Chromium: installed here (Debian, as root) when missing.
+chromium: ## install headless Chromium (apt-get) unless it is already there
+	@command -v chromium >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+		|| { echo "chromium is missing and cannot be installed here: apt-get install chromium" >&2; exit 1; }

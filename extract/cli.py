@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import shlex
 import signal
@@ -14,10 +16,12 @@ import psycopg
 from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
-from extract import db, report, services
+from extract import db, progress, report, services
+from extract.audit import RunAudit
 from extract.file_loader import FileLoadResult, FileSourceError, load_file
 from extract.kafka_extractor import ExtractError, KafkaExtractor, run_kafka_sources
 from extract.logs import setup_logging
+from extract.observe import ExtractObserver
 from extract.producer import ProduceError, produce_file
 from extract.settings import Settings
 from extract.sources_config import FileSource, KafkaSource, SourcesConfigError
@@ -81,8 +85,17 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _extract_observers(settings: Settings, command: str, until_end: bool) -> list[ExtractObserver]:
+    """The audit row of every run, and a progress bar when draining at a terminal."""
+    observers: list[ExtractObserver] = [RunAudit(settings, command if until_end else f"{command} (service)")]
+    if until_end and progress.enabled():
+        observers.append(progress.ExtractProgress(command))
+    return observers
+
+
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
-    stats = KafkaExtractor(settings, stop=_stop_on_signals()).run(until_end=args.until_end)
+    observers = _extract_observers(settings, "jobs", args.until_end)
+    stats = KafkaExtractor(settings, stop=_stop_on_signals(), observers=observers).run(until_end=args.until_end)
     print(f"landed {stats.inserted} new of {stats.messages} messages from {settings.kafka_topic!r}")
     return 0
 
@@ -108,7 +121,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     kafka_sources = [source for source in selected if isinstance(source, KafkaSource)]
     if kafka_sources:
         stats = run_kafka_sources(
-            settings, kafka_sources, until_end=args.until_end, stop=_stop_on_signals(), config=config
+            settings,
+            kafka_sources,
+            until_end=args.until_end,
+            stop=_stop_on_signals(),
+            config=config,
+            observers=_extract_observers(settings, "run", args.until_end),
         )
         topics = ", ".join(source.topic for source in kafka_sources)
         print(f"landed {stats.inserted} new of {stats.messages} messages from {topics}")
@@ -174,6 +192,46 @@ def _lookup(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from extract import status  # noqa: PLC0415
+
+    current = status.collect(settings)
+    print(json.dumps(current, indent=2, default=str) if args.json else status.render(current))
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from extract import service  # noqa: PLC0415 - only the service needs prometheus_client
+
+    config = settings.sources()
+    names = args.sources or ["jobs"]
+    sources = [source for source in config.select(names) if isinstance(source, KafkaSource)]
+    if not sources:
+        raise SourcesConfigError(f"serve consumes Kafka sources; none among {', '.join(names)}")
+    options = service.ServiceSettings.from_env()
+    if args.dbt_interval is not None:
+        options = dataclasses.replace(options, dbt_build_interval_s=args.dbt_interval)
+    return service.serve(settings, options, _stop_on_signals(), sources=sources, config=config, run_dbt=True)
+
+
+def _schedule(args: argparse.Namespace, settings: Settings) -> int:
+    from extract import service  # noqa: PLC0415
+
+    options = service.ServiceSettings.from_env()
+    if args.dbt_interval is not None:
+        options = dataclasses.replace(options, dbt_build_interval_s=args.dbt_interval)
+    if options.dbt_build_interval_s <= 0:
+        raise SourcesConfigError("schedule needs a positive interval (DBT_BUILD_INTERVAL_S or --dbt-interval)")
+    return service.serve(settings, options, _stop_on_signals(), run_dbt=True)
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from extract.html_report import write_report  # noqa: PLC0415
+
+    print(f"wrote {write_report(settings, Path(args.out))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m extract",
@@ -235,12 +293,38 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("kind", choices=sorted(report.LOOKUPS))
     lookup.add_argument("value")
     lookup.set_defaults(handler=_lookup)
+
+    status = commands.add_parser(
+        "status", help="lag per partition, rows per layer, quarantine, freshness per source, the last runs"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+
+    interval_help = "seconds between dbt builds (default: DBT_BUILD_INTERVAL_S, else 300; 0 = never)"
+    serve = commands.add_parser(
+        "serve",
+        help="the extractor as a service with Prometheus metrics and /health (EXTRACT_METRICS_PORT, default 9108)"
+        " and dbt build on an interval; stops cleanly on SIGTERM/SIGINT",
+    )
+    serve.add_argument("sources", nargs="*", metavar="SOURCE", help="Kafka sources to consume (default: jobs)")
+    serve.add_argument("--dbt-interval", type=float, default=None, help=interval_help)
+    serve.set_defaults(handler=_serve)
+
+    schedule = commands.add_parser("schedule", help="dbt build on an interval only, with metrics and /health")
+    schedule.add_argument("--dbt-interval", type=float, default=None, help=interval_help)
+    schedule.set_defaults(handler=_schedule)
+
+    report_cmd = commands.add_parser("report", help="write one static HTML page: answer, look-ups, counts, charts")
+    report_cmd.add_argument("--out", default="reports/report.html")
+    report_cmd.set_defaults(handler=_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
+    if args.log_format == "json":
+        progress.disable()
     try:
         return args.handler(args, Settings.from_env())
     except EXPECTED_ERRORS as error:
