@@ -5,6 +5,7 @@ same time against several databases of one cluster, where roles are shared."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -53,7 +54,9 @@ def create_roles(settings: Settings, env: Mapping[str, str] | None = None) -> li
     password variable is set. Returns the LOGIN members made or refreshed."""
     env = os.environ if env is None else env
     logins = [(group, *LOGIN_USERS[group]) for group in GROUPS if env.get(LOGIN_USERS[group][1])]
-    db.ensure_database(settings)
+    # (another `extract roles` may create it at the same moment)
+    with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+        db.ensure_database(settings)
     with db.connect(settings) as conn:
         # The raw layer (every source of sources.yml) first, created by this administrator: the loader may not
         # run DDL.
