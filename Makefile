@@ -78,6 +78,14 @@ docs: setup ## dbt docs generate + serve
 	$(DBT) docs generate $(DBT_VARS)
 	$(DBT) docs serve
 
+.PHONY: freshness quarantine
+freshness: setup ## dbt source freshness: warn after 24 h, error after 72 h without new raw rows
+	$(DBT) source freshness
+
+quarantine: setup ## quarantined raw rows by source and reason (staging.quarantine_summary)
+	$(DBT) show --quiet --limit 100 --inline "select source_name, quarantine_reason, row_count, \
+		first_raw_load_seq, last_raw_load_seq from {{ ref('quarantine_summary') }} order by 1, 3 desc, 2"
+
 answer: setup ## print the non-local top revenue table
 	$(PY) -m extract answer
 

@@ -43,16 +43,24 @@
 {%- endmacro %}
 
 
-{#- ASCII whitespace (space, \t, \n, \r, \f, \v) trimmed on both sides; btrim() alone strips only spaces. -#}
+{#- ASCII whitespace (space, \t, \n, \r, \f, \v = \x0B) trimmed on both sides; btrim() without a set strips
+    only spaces. -#}
 {% macro trim_ws(expr) -%}
-    regexp_replace({{ expr }}, '^[ \t\n\r\f\v]+|[ \t\n\r\f\v]+$', '', 'g')
+    btrim({{ expr }}, e' \t\n\r\f\x0B')
 {%- endmacro %}
 
 
 {#- Location: trimmed, upper-cased, inner whitespace removed (' loc_1294 ' -> 'LOC_1294'); blank -> null.
-    [[:space:]] (not only ASCII) because every whitespace character goes, wherever it is. -#}
+    "Whitespace" is every character Python's str.isspace() accepts (ASCII blanks, NBSP, the Unicode
+    spaces), listed explicitly so the result does not depend on the database's locale ([[:space:]] is
+    ASCII-only under the C locale). -#}
 {% macro normalize_location(expr) -%}
-    nullif(upper(regexp_replace({{ expr }}, '[[:space:]]+', '', 'g')), '')
+    nullif(upper(regexp_replace(
+        {{ expr }},
+        '[\t\n\u000b\f\r \u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+',
+        '',
+        'g'
+    )), '')
 {%- endmacro %}
 
 
@@ -65,4 +73,24 @@
 {#- A Jinja string as a safely quoted SQL text literal. -#}
 {% macro sql_string_literal(value) -%}
     '{{ value | string | replace("'", "''") }}'
+{%- endmacro %}
+
+
+{#- The keys of a JSON object that staging does not map, as a sorted jsonb array; null when there are none
+    (or no object). `jsonb - text[]` drops the mapped keys without unnesting, so the common, fully mapped
+    row costs one operator call and a comparison. -#}
+{% macro json_unmapped_keys(json_col, mapped_keys) -%}
+    (case
+        when ({{ json_col }} - {{ sql_text_array(mapped_keys) }}) <> '{}'::jsonb
+            then (
+                select jsonb_agg(unmapped.json_key order by unmapped.json_key)
+                from jsonb_object_keys({{ json_col }} - {{ sql_text_array(mapped_keys) }}) as unmapped (json_key)
+            )
+    end)
+{%- endmacro %}
+
+
+{#- A Jinja list of strings as a SQL text[] literal. -#}
+{% macro sql_text_array(values) -%}
+    array[{% for value in values %}{{ sql_string_literal(value) }}{% if not loop.last %}, {% endif %}{% endfor %}]::text[]
 {%- endmacro %}

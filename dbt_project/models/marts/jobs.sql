@@ -1,5 +1,23 @@
 -- The clean jobs table of the case study (grain: job). Look-up functions jobs_by_location(text) and
 -- jobs_by_service(text) are (re)created by the post-hook in the model config (macros/lookup_functions.sql).
+--
+-- Incremental (delete+insert on job_id). A run rewrites the jobs that changed in stg_kafka__jobs
+-- (last_event_load_seq above this table's highest) and the jobs whose user was unknown and has since
+-- appeared in the users file (has_known_user can only turn true: a user never leaves stg_files__users).
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='job_id',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['location_id', 'job_at']},
+            {'columns': ['service_name', 'job_at']},
+            {'columns': ['last_event_load_seq']},
+        ],
+    )
+}}
 
 with
 
@@ -15,6 +33,26 @@ users as (
 
 ),
 
+{% if is_incremental() -%}
+    changed_jobs as (
+
+        select jobs.job_id
+        from jobs
+        where
+            jobs.last_event_load_seq > (
+                select coalesce(max(previous_run.last_event_load_seq), 0) from {{ this }} as previous_run
+            )
+
+        union
+
+        select current_jobs.job_id
+        from {{ this }} as current_jobs
+        inner join users on current_jobs.user_id = users.user_id
+        where not current_jobs.has_known_user
+
+    ),
+
+{% endif -%}
 final as (
 
     select
@@ -28,9 +66,11 @@ final as (
         jobs.job_status,
 
         -- numerics
-        jobs.revenue,
+        -- the contract's type, spelled out: an incremental run compares it with the table's
+        jobs.revenue::numeric(14, 2) as revenue,
         jobs.event_count,
         jobs.load_seq,
+        jobs.last_event_load_seq,
         jobs.kafka_partition,
         jobs.kafka_offset,
 
@@ -43,6 +83,9 @@ final as (
 
     from jobs
     left join users on jobs.user_id = users.user_id
+    {%- if is_incremental() %}
+        where jobs.job_id in (select changed_jobs.job_id from changed_jobs)
+    {%- endif %}
 
 )
 

@@ -1,11 +1,28 @@
 -- One row per raw line of the users files: BOM (line 1) and trailing \r stripped, fields parsed,
 -- plus the first quarantine reason that applies (null when usable). The only reader of raw.users.
+-- Incremental, append-only on the raw arrival sequence (see stg_kafka__job_events): a line's staged row
+-- depends on the line alone.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['load_seq'], 'unique': True},
+            {'columns': ['user_id']},
+        ],
+    )
+}}
 
 with
 
 source as (
 
     select * from {{ source('files', 'users') }}
+    {% if is_incremental() -%}
+        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
+    {%- endif %}
 
 ),
 
@@ -75,7 +92,8 @@ fields as (
     select
         *,
         {{ json_id_text('payload', 'USERID') }} as user_id,
-        {{ normalize_location(json_text('payload', 'LOCATION')) }} as location_id
+        {{ normalize_location(json_text('payload', 'LOCATION')) }} as location_id,
+        {{ json_unmapped_keys('payload', var('user_line_keys')) }} as unmapped_keys
     from parsed
 
 ),
@@ -110,6 +128,7 @@ final as (
         file_name,
         file_sha256,
         raw_excerpt,
+        unmapped_keys,
 
         -- numerics
         line_number,

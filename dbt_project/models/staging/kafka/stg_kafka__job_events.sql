@@ -1,11 +1,33 @@
 -- One row per raw Kafka message of the jobs topic: every field parsed/cast null-safely, plus the
 -- first quarantine reason that applies (null when the event is usable). The only reader of raw.jobs.
+--
+-- Incremental, append-only on the raw arrival sequence: a raw row is immutable, so its staged row is
+-- computed exactly once, on the run after it lands. Every rule below depends on the row alone (the
+-- date range is judged against the row's own loaded_at, never now()), so a --full-refresh rebuilds
+-- identical rows. The unique index on load_seq turns a double insert into an error, not a duplicate.
+-- JIT is off for this model: compiling its wide expression list costs more than it saves (measured 2x).
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook='set local jit = off',
+        indexes=[
+            {'columns': ['load_seq'], 'unique': True},
+            {'columns': ['job_id']},
+        ],
+    )
+}}
 
 with
 
 source as (
 
     select * from {{ source('kafka', 'jobs') }}
+    {% if is_incremental() -%}
+        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
+    {%- endif %}
 
 ),
 
@@ -41,10 +63,12 @@ renamed as (
         ) as raw_excerpt
 
     from source
+    -- optimisation fence: payload is computed once per row, not once per reference below
+    offset 0  -- noqa: AM09
 
 ),
 
-parsed as (
+extracted as (
 
     select
         *,
@@ -54,20 +78,36 @@ parsed as (
         {{ normalize_code(json_text('payload', 'SERVICENAME')) }} as service_name,
         {{ normalize_code(json_text('payload', 'JOBSTATUS')) }} as job_status,
         {{ json_is_absent('payload', 'REVENUE') }} as revenue_absent,
+        jsonb_typeof(payload -> 'REVENUE') as revenue_type,
+        {{ json_is_absent('payload', 'JOBDATE') }} as job_date_absent,
+        {{ json_scalar_text('payload', 'JOBDATE') }} as job_date_text,
+        {{ json_is_absent('payload', 'JOBCREATEDATE') }} as job_created_date_absent,
+        {{ json_scalar_text('payload', 'JOBCREATEDATE') }} as job_created_date_text,
+        {{ json_unmapped_keys('payload', var('job_event_keys')) }} as unmapped_keys
+    from renamed
+    -- optimisation fence: the parsers below get plain columns, so the planner inlines them
+    offset 0  -- noqa: AM09
+
+),
+
+parsed as (
+
+    select
+        *,
         -- rounded to cents (half away from zero) before the range check, like the stored value
         round(
             case
-                when jsonb_typeof(payload -> 'REVENUE') = 'number' then (payload -> 'REVENUE')::numeric
-                when jsonb_typeof(payload -> 'REVENUE') = 'string'
-                    then {{ null_safe_cast("payload ->> 'REVENUE'", 'numeric') }}
+                when revenue_type = 'number' then (payload -> 'REVENUE')::numeric
+                when revenue_type = 'string' then {{ null_safe_cast("payload ->> 'REVENUE'", 'numeric') }}
             end,
             2
         ) as revenue_value,
-        {{ json_is_absent('payload', 'JOBDATE') }} as job_date_absent,
-        {{ parse_timestamp(json_scalar_text('payload', 'JOBDATE')) }} as job_at,
-        {{ json_is_absent('payload', 'JOBCREATEDATE') }} as job_created_date_absent,
-        {{ parse_timestamp(json_scalar_text('payload', 'JOBCREATEDATE')) }} as job_created_at
-    from renamed
+        {{ parse_timestamp('job_date_text') }} as job_at,
+        {{ parse_timestamp('job_created_date_text') }} as job_created_at
+    from extracted
+    -- optimisation fence: job_at and revenue_value are read several times below; without it the planner
+    -- would paste (and evaluate) the whole parser expression once per reference
+    offset 0  -- noqa: AM09
 
 ),
 
@@ -90,13 +130,16 @@ classified as (
             when revenue_value < 0 or revenue_value > {{ var('max_revenue') }} then 'revenue_out_of_range'
             when job_date_absent then 'missing_job_date'
             when job_at is null then 'invalid_job_date'
+            -- upper bound: 5 years after the row landed (not now(): a rebuild must give the same verdict)
             when
                 job_at < timestamptz '1970-01-01 00:00:00+00'
-                or job_at > (now() at time zone 'UTC' + interval '5 years') at time zone 'UTC'
+                or job_at > (loaded_at at time zone 'UTC' + interval '5 years') at time zone 'UTC'
                 then 'job_date_out_of_range'
             when not job_created_date_absent and job_created_at is null then 'invalid_job_created_date'
         end as quarantine_reason
     from parsed
+    -- optimisation fence: quarantine_reason is read twice below
+    offset 0  -- noqa: AM09
 
 ),
 
@@ -116,12 +159,13 @@ final as (
         kafka_topic,
         message_key,
         raw_excerpt,
+        unmapped_keys,
 
         -- numerics
-        case
+        (case
             when revenue_value between 0 and {{ var('max_revenue') }} and revenue_value < 1e12
-                then revenue_value::numeric(14, 2)
-        end as revenue,
+                then revenue_value
+        end)::numeric(14, 2) as revenue,
         load_seq,
         kafka_partition,
         kafka_offset,

@@ -1,5 +1,18 @@
 -- Every raw row that cannot be used, with the first reason that applies and a pointer to the raw row.
 -- raw = usable staged rows + quarantined rows, for both sources (tested by raw_equals_staged_plus_quarantined).
+-- Incremental, append-only: each source's watermark is the highest raw_load_seq quarantined from it
+-- (every row at or below it was seen by an earlier run; rows above it that were usable are not selected).
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['source_name', 'raw_load_seq'], 'unique': True},
+        ],
+    )
+}}
 
 with
 
@@ -13,7 +26,14 @@ job_events as (
         raw_excerpt,
         loaded_at
     from {{ ref('stg_kafka__job_events') }}
-    where not is_usable
+    where
+        not is_usable
+        {%- if is_incremental() %}
+            and load_seq > (
+                select coalesce(max(previous_run.raw_load_seq), 0) from {{ this }} as previous_run
+                where previous_run.source_name = 'kafka.jobs'
+            )
+        {%- endif %}
 
 ),
 
@@ -27,7 +47,14 @@ user_lines as (
         raw_excerpt,
         loaded_at
     from {{ ref('stg_files__user_lines') }}
-    where not is_usable
+    where
+        not is_usable
+        {%- if is_incremental() %}
+            and load_seq > (
+                select coalesce(max(previous_run.raw_load_seq), 0) from {{ this }} as previous_run
+                where previous_run.source_name = 'files.users'
+            )
+        {%- endif %}
 
 ),
 
