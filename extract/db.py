@@ -65,7 +65,8 @@ def ensure_raw_schema(conn: psycopg.Connection, config: SourcesConfig) -> None:
     """Create the raw layer and a table for every declared source if missing; serialised so that
     concurrent extractors do not race on DDL."""
     shapes = {"kafka": _sql_file("raw_kafka_table.sql"), "file": _sql_file("raw_file_table.sql")}
-    tables = ["raw.kafka_offsets", "raw.file_loads", *(source.raw_table for source in config.sources)]
+    tables = ["raw.kafka_offsets", "raw.file_loads", "raw.extract_runs", "raw.file_load_attempts"]
+    tables += [source.raw_table for source in config.sources]
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
         if conn.execute(_RAW_LAYER_PRESENT, (tables,)).fetchone()[0]:

@@ -44,6 +44,8 @@ revoke all on all tables in schema raw from public;
 grant select, insert on all tables in schema raw to elt_loader;
 grant update (next_offset, kafka_topic_id, consumer_group, updated_at) on raw.kafka_offsets to elt_loader;
 grant update (line_count) on raw.file_loads to elt_loader;
+-- The audit trail: a run's row is brought up to date as it goes and closed at its end.
+grant update on raw.extract_runs to elt_loader;
 grant usage on all sequences in schema raw to elt_loader;
 revoke all on all functions in schema raw from public;
 grant execute on all functions in schema raw to elt_loader;
