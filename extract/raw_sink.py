@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import groupby
+from operator import attrgetter
 from typing import Protocol
 
 import psycopg
@@ -92,7 +95,7 @@ class BatchResult:
 
 def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
     for message in messages:
-        key = split_payload(message.key)
+        key = split_payload(message.key, check_json=False)
         value = split_payload(message.value)
         yield (
             message.topic,
@@ -105,6 +108,33 @@ def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
             value.text,
             value.raw_bytes,
             value.is_json,
+            headers_json(message.headers),
+        )
+
+
+_DIRECT_COPY = (
+    "copy {table} (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type, message_key,"
+    " message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers) from stdin"
+)
+
+
+def _direct_rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
+    """Rows exactly as the INSERT ... SELECT of the staged path would write them."""
+    for message in messages:
+        key = split_payload(message.key, check_json=False)
+        value = split_payload(message.value)
+        timestamp = message.timestamp
+        yield (
+            message.topic,
+            message.partition,
+            message.offset,
+            datetime.fromtimestamp(timestamp / 1000.0, UTC) if timestamp is not None and timestamp >= 0 else None,
+            message.timestamp_type,
+            key.text,
+            key.raw_bytes,
+            value.text,
+            value.raw_bytes,
+            value.text if value.is_json else None,
             headers_json(message.headers),
         )
 
@@ -123,29 +153,53 @@ def write_batch(
         position = (message.topic, message.partition)
         next_offsets[position] = max(next_offsets.get(position, 0), message.offset + 1)
         payload_bytes += len(message.value or b"") + len(message.key or b"")
+    # Rows go in (topic, partition, offset) order, so load_seq follows Kafka order within a partition.
+    ordered = sorted(messages, key=_position)
     inserted = 0
-    with conn.transaction():
-        conn.execute(_BATCH_TABLE)
-        with conn.cursor() as cur:
-            with cur.copy(_COPY) as copy:
-                for row in _rows(messages):
-                    copy.write_row(row)
-            for topic in sorted({topic for topic, _ in next_offsets}):
-                inserted += _insert(cur, tables[topic], topic)
-            cur.executemany(
-                _UPSERT_OFFSET,
-                [
-                    (topic, partition, offset, topic_ids.get(topic), group)
-                    for (topic, partition), offset in sorted(next_offsets.items())
-                ],
-            )
+    with conn.transaction(), conn.cursor() as cur:
+        for topic, batch in groupby(ordered, key=attrgetter("topic")):
+            inserted += _land(cur, tables[topic], topic, list(batch))
+        cur.executemany(
+            _UPSERT_OFFSET,
+            [
+                (topic, partition, offset, topic_ids.get(topic), group)
+                for (topic, partition), offset in sorted(next_offsets.items())
+            ],
+        )
     return BatchResult(len(messages), inserted, payload_bytes, next_offsets)
+
+
+def _position(message: Message) -> tuple[str, int, int]:
+    return message.topic, message.partition, message.offset
+
+
+def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) -> int:
+    """COPY straight into the raw table (the fast path: no staging table, no INSERT ... SELECT). When it
+    cannot (a message landed already, say after a rebalance, or a value Python's JSON parser accepted
+    but jsonb refuses), the savepoint undoes it and the staged path lands the batch row by row exactly."""
+    try:
+        with cur.connection.transaction():
+            with cur.copy(sql.SQL(_DIRECT_COPY).format(table=table_identifier(table))) as copy:
+                for row in _direct_rows(messages):
+                    copy.write_row(row)
+            return cur.rowcount
+    except (psycopg.errors.UniqueViolation, psycopg.DataError) as error:
+        log.info("batch of %s takes the staged path (%s)", topic, type(error).__name__)
+    cur.execute(_BATCH_TABLE)
+    with cur.copy(_COPY) as copy:
+        for row in _rows(messages):
+            copy.write_row(row)
+    return _insert(cur, table, topic)
 
 
 def _insert(cur: psycopg.Cursor, table: str, topic: str) -> int:
     def statement(json_cast: str) -> sql.Composed:
         return sql.SQL(_INSERT).format(table=table_identifier(table), json_cast=sql.SQL(json_cast))
 
+    # One writer per raw table at a time, until commit: load_seq values then become visible in the order
+    # they were drawn, which the incremental dbt models rely on (they read load_seq above what they have).
+    # Polling, parsing and the COPY into the temp table still run in parallel across extractors.
+    cur.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_table.' || %s))", (table,))
     try:
         with cur.connection.transaction():
             cur.execute(statement("message_value::jsonb"), {"topic": topic})
