@@ -181,16 +181,44 @@ def _load_file(
 def _copy_lines(
     conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
 ) -> int:
+    """COPY the lines straight into the raw table (the fast path); when jsonb refuses a line Python's
+    parser accepted, a savepoint undoes that and the staged path (temp table, INSERT ... SELECT with a
+    row-by-row cast) lands the file instead. Either way all lines or none, in one transaction."""
+    target = db.table_identifier(source.raw_table)
+    copy_sql = sql.SQL(
+        "copy {table} (load_id, file_name, file_sha256, line_number, line_text, line_bytes, line_json) from stdin"
+    ).format(table=target)
+    try:
+        with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            constant = (load_id, str(path), sha)
+            lines = 0
+            for lines, payload, json_text in _payloads(source, path, header):
+                copy.write_row((*constant, lines, payload.text, payload.raw_bytes, json_text))
+        return lines
+    except psycopg.errors.DataError:
+        log.info("a line parses as JSON in Python but not as jsonb; loading through the staged path")
+    return _copy_lines_staged(conn, source, path, header=header, load_id=load_id, sha=sha)
+
+
+def _payloads(source: FileSource, path: Path, header: list[str] | None) -> Iterator[tuple[int, Payload, str | None]]:
+    lines = 0
+    with Bar(path.stat().st_size, f"load {path.name}", unit="B") as bar:
+        json_view = _JSON_VIEWS[source.format]
+        for lines, line in enumerate(iter_lines(path), start=1):
+            bar.update(len(line) + 1)
+            payload = split_payload(line, check_json=source.format == "ndjson")
+            is_header = header is not None and lines == 1
+            yield lines, payload, None if payload.text is None or is_header else json_view(payload, header)
+
+
+def _copy_lines_staged(
+    conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
+) -> int:
     conn.execute(_BATCH_TABLE)
     lines = 0
-    with conn.cursor() as cur, Bar(path.stat().st_size, f"load {path.name}", unit="B") as bar:
+    with conn.cursor() as cur:
         with cur.copy("copy file_batch (line_number, line_text, line_bytes, json_text) from stdin") as copy:
-            json_view = _JSON_VIEWS[source.format]
-            for lines, line in enumerate(iter_lines(path), start=1):
-                bar.update(len(line) + 1)
-                payload = split_payload(line, check_json=source.format == "ndjson")
-                is_header = header is not None and lines == 1
-                json_text = None if payload.text is None or is_header else json_view(payload, header)
+            for lines, payload, json_text in _payloads(source, path, header):
                 copy.write_row((lines, payload.text, payload.raw_bytes, json_text))
         params = {"load_id": load_id, "file_name": str(path), "sha": sha}
 
