@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 WORK = Path(os.environ.get("BENCH_WORK_DIR", BENCH / ".work"))
+# Child output, dbt's target and logs, the broker log: per run, so two runs never mix them up.
+RUN_DIR = WORK / "runs" / str(os.getpid())
 PY = sys.executable
 DBT = str(Path(PY).parent / "dbt")
 
@@ -135,7 +137,7 @@ class Run:
 def run_child(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
     """Run a child to completion; its peak RSS comes from wait4's rusage (ru_maxrss, the child's own
     VmHWM), so nothing has to sample it while it runs."""
-    out_path, err_path = WORK / "child.out", WORK / "child.err"
+    out_path, err_path = RUN_DIR / "child.out", RUN_DIR / "child.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
         process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -156,8 +158,8 @@ def run_children(commands: list[list[str]], env: dict[str, str]) -> tuple[float,
     started = time.monotonic()
     handles = []
     for index, args in enumerate(commands):
-        out = (WORK / f"child{index}.out").open("wb")
-        err = (WORK / f"child{index}.err").open("wb")
+        out = (RUN_DIR / f"child{index}.out").open("wb")
+        err = (RUN_DIR / f"child{index}.err").open("wb")
         process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         handles.append((index, process, out, err, started))
     runs: list[Run | None] = [None] * len(commands)
@@ -170,8 +172,8 @@ def run_children(commands: list[list[str]], env: dict[str, str]) -> tuple[float,
             time.monotonic() - begun,
             process.returncode,
             usage.ru_maxrss / 1024,
-            (WORK / f"child{index}.out").read_text(errors="replace"),
-            (WORK / f"child{index}.err").read_text(errors="replace"),
+            (RUN_DIR / f"child{index}.out").read_text(errors="replace"),
+            (RUN_DIR / f"child{index}.err").read_text(errors="replace"),
         )
     return time.monotonic() - started, [run for run in runs if run is not None]
 
@@ -208,7 +210,9 @@ class Bench:
     def connect(self, database: str, *, autocommit: bool = True) -> psycopg.Connection:
         return psycopg.connect(**self.conninfo(database), autocommit=autocommit)
 
-    def fresh_database(self, name: str) -> str:
+    def fresh_database(self, suffix: str) -> str:
+        """A new database `bench_elt_<pid>_<suffix>`: concurrent bench runs never touch each other's data."""
+        name = f"bench_elt_{os.getpid()}_{suffix}"
         with self.connect("postgres") as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
             conn.execute(f'create database "{name}"')
@@ -232,7 +236,7 @@ class Bench:
                 "KAFKA_TOPIC": topic,
                 "KAFKA_GROUP_ID": group,
                 "KAFKA_TOPIC_PARTITIONS": str(self.config.partitions),
-                "ELT_STATE_DIR": str(WORK / "no-state"),
+                "ELT_STATE_DIR": str(RUN_DIR / "no-state"),
             }
         )
         for name in ("EXTRACT_MAX_POLL_RECORDS", "EXTRACT_POLL_TIMEOUT_MS"):
@@ -246,7 +250,7 @@ class Bench:
     @contextmanager
     def tansu(self) -> Iterator[None]:
         port = services.free_port()
-        process = services.start_tansu(port, WORK / "tansu.log")
+        process = services.start_tansu(port, RUN_DIR / "tansu.log")
         self.broker = f"127.0.0.1:{port}"
         log(f"Tansu broker on {self.broker} (pid {process.pid}, memory storage)")
         try:
@@ -375,11 +379,11 @@ class Bench:
         }
 
     def dbt(self, database: str, *args: str) -> dict[str, object]:
-        target = WORK / "dbt-target"
+        target = RUN_DIR / "dbt-target"
         env = self.env(database) | {
             "DBT_PROFILES_DIR": ".",
             "DBT_TARGET_PATH": str(target),
-            "DBT_LOG_PATH": str(WORK / "dbt-logs"),
+            "DBT_LOG_PATH": str(RUN_DIR / "dbt-logs"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_USE_COLORS": "false",
         }
@@ -474,7 +478,7 @@ class Bench:
         c = self.config
         r = self.results
         started = time.monotonic()
-        WORK.mkdir(parents=True, exist_ok=True)
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
         files = self.data()
         with self.tansu():
             r["produce"] = {
@@ -488,7 +492,7 @@ class Bench:
                 r["1_raw_consume"] = self.raw_consume("bench_jobs", total)
                 log(f"(1) raw kafka-python: {r['1_raw_consume']['steady_rate']:,.0f} msg/s steady")
 
-            main_db = self.fresh_database("bench_elt")
+            main_db = self.fresh_database("main")
             r["2_extractor"] = self.extract_jobs(main_db, "bench_jobs", "bench-extract-1", total)
             log(
                 f"(2) extractor: {_fmt(r['2_extractor']['steady_rate'])} msg/s steady,"
@@ -499,12 +503,12 @@ class Bench:
                 r["profile"] = self.profile("bench_jobs", total)
 
             if 3 in c.items:
-                base_db = self.fresh_database("bench_elt_baseline")
+                base_db = self.fresh_database("baseline")
                 r["3_baseline"] = self.baseline(base_db, "bench_small", c.baseline)
                 log(f"(3) per-message baseline: {r['3_baseline']['rate']:,.0f} msg/s")
 
             if 5 in c.items:
-                small_db = self.fresh_database("bench_elt_small")
+                small_db = self.fresh_database("small")
                 small = self.extract_jobs(small_db, "bench_small", "bench-extract-small", small_total)
                 r["5_rss"] = {
                     "small_messages": small_total,
@@ -516,7 +520,7 @@ class Bench:
                 log(f"(5) peak RSS: {r['5_rss']['small_max_rss_mb']:.0f} MB vs {r['5_rss']['large_max_rss_mb']:.0f} MB")
 
             if 8 in c.items:
-                scale_db = self.fresh_database("bench_elt_scale3")
+                scale_db = self.fresh_database("scale3")
                 env = self.env(scale_db, "bench_jobs", "bench-extract-3")
                 command = [PY, "-m", "extract", "--log-format", "json", "jobs", "--until-end"]
                 wall, runs = run_children([command] * c.partitions, env)
@@ -578,7 +582,7 @@ class Bench:
     def profile(self, topic: str, expect: int) -> dict[str, object]:
         """The extractor draining `topic` under py-spy (idle samples included, so time spent waiting for
         Postgres shows), summarised per function for the main thread."""
-        database = self.fresh_database("bench_elt_profile")
+        database = self.fresh_database("profile")
         raw = RESULTS / "profile.txt"
         RESULTS.mkdir(parents=True, exist_ok=True)
         spy = shutil.which("py-spy", path=str(Path(PY).parent)) or "py-spy"
@@ -604,7 +608,9 @@ class Bench:
             "meta": {
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 1),
-                "git_commit": _git("rev-parse", "--short", "HEAD"),
+                "git_commit": os.environ.get("BENCH_GIT_COMMIT") or _git("rev-parse", "--short", "HEAD"),
+                "kafka_python_crc32c_in_c": _crc32c_in_c(),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                 "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
                 "postgres": self._server_version(),
                 "broker": "Tansu (memory storage)",
@@ -775,7 +781,13 @@ def table(report: dict[str, object]) -> str:
         )
     if "4_users" in r:
         u = r["4_users"]
-        add("4", "users loader (CLI) / plain COPY", f"{_fmt(u['loader_rate'])} / {_fmt(u['copy_rate'])} rows/s")
+        add(
+            "4",
+            "users loader (CLI) / plain COPY",
+            f"{_fmt(u['loader_rate'])} / {_fmt(u['copy_rate'])} rows/s"
+            f" ({u['loader_seconds']:.2f} s, {u['cli_startup_seconds']:.2f} s of it CLI start-up; COPY"
+            f" {u['copy_seconds']:.2f} s)",
+        )
     if "5_rss" in r:
         s = r["5_rss"]
         add(
@@ -983,6 +995,15 @@ def _landed_messages(stdout: str) -> int:
         return 0
 
 
+def _crc32c_in_c() -> bool:
+    """Whether kafka-python checks record CRCs with the crc32c C module (else in pure Python, ~5x slower)."""
+    try:
+        from kafka.record.util import crc32c_c  # noqa: PLC0415
+    except ImportError:
+        return False
+    return crc32c_c is not None
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
@@ -1143,7 +1164,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(report))
     print(f"\nwrote {RESULTS / (name + '.json')} and {name}.png in {report['meta']['seconds']:.0f}s")
-    if os.environ.get("BENCH_KEEP_WORK", "1") == "0":
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    if os.environ.get("BENCH_KEEP_DATA", "1") == "0":
         shutil.rmtree(WORK, ignore_errors=True)
     return 0
 
