@@ -1,5 +1,6 @@
 -- Schema drift: JSON keys seen in raw payloads that staging does not map (var('job_event_keys'),
--- var('user_line_keys')), one row per source and key, with when it was first/last seen and how often.
+-- var('user_line_keys'), var('payment_event_keys'), var('service_line_keys')), one row per source and key,
+-- with when it was first/last seen and how often.
 -- A new field never breaks staging (it is simply not read); the warn-severity test on this model makes
 -- it visible. Incremental (delete+insert on source_name, json_key): a run folds the keys of the staged
 -- rows that arrived since the highest load_seq already counted into the existing counts.
@@ -48,6 +49,42 @@ new_keys as (
             and user_lines.load_seq > (
                 select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
                 where previous_run.source_name = 'files.users'
+            )
+        {%- endif %}
+
+    union all
+
+    select
+        'kafka.payments' as source_name,
+        unmapped.json_key,
+        payment_events.load_seq,
+        payment_events.loaded_at
+    from {{ ref('stg_kafka__payment_events') }} as payment_events
+    cross join lateral jsonb_array_elements_text(payment_events.unmapped_keys) as unmapped (json_key)
+    where
+        payment_events.unmapped_keys is not null
+        {%- if is_incremental() %}
+            and payment_events.load_seq > (
+                select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
+                where previous_run.source_name = 'kafka.payments'
+            )
+        {%- endif %}
+
+    union all
+
+    select
+        'files.services' as source_name,
+        unmapped.json_key,
+        service_lines.load_seq,
+        service_lines.loaded_at
+    from {{ ref('stg_files__service_lines') }} as service_lines
+    cross join lateral jsonb_array_elements_text(service_lines.unmapped_keys) as unmapped (json_key)
+    where
+        service_lines.unmapped_keys is not null
+        {%- if is_incremental() %}
+            and service_lines.load_seq > (
+                select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
+                where previous_run.source_name = 'files.services'
             )
         {%- endif %}
 

@@ -1,0 +1,198 @@
+-- One row per raw Kafka message of the payments topic: every field parsed/cast null-safely, plus the
+-- first quarantine reason that applies (null when the payment event is usable). The only reader of
+-- raw.payments. Amounts arrive in major units (AMOUNT: number or numeric string) or in integer minor
+-- units (AMOUNT_MINOR); both end as amount numeric(14,2) in major units (minor / 100).
+--
+-- Incremental, append-only on the raw arrival sequence, like stg_kafka__job_events: every rule depends
+-- on the row alone (the paid-at range is judged against the row's own loaded_at), so a --full-refresh
+-- rebuilds identical rows.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook='set local jit = off',
+        indexes=[
+            {'columns': ['load_seq'], 'unique': True},
+            {'columns': ['payment_id']},
+        ],
+    )
+}}
+
+with
+
+source as (
+
+    select * from {{ source('kafka', 'payments') }}
+    {% if is_incremental() -%}
+        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
+    {%- endif %}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        load_seq,
+        kafka_topic || '-' || kafka_partition || '-' || kafka_offset as event_id,
+
+        -- strings
+        kafka_topic,
+        message_key,
+        message_value,
+
+        -- numerics
+        kafka_partition,
+        kafka_offset,
+
+        -- booleans
+        message_key_bytes is not null as has_binary_key,
+        message_value_bytes is not null as has_binary_value,
+
+        -- timestamps
+        kafka_timestamp as kafka_published_at,
+        loaded_at,
+
+        -- payload
+        message_value_json,
+        case when jsonb_typeof(message_value_json) = 'object' then message_value_json end as payload,
+        left(
+            coalesce(message_value, '\x' || encode(substring(message_value_bytes from 1 for 250), 'hex')), 500
+        ) as raw_excerpt
+
+    from source
+    -- optimisation fence: payload is computed once per row, not once per reference below
+    offset 0  -- noqa: AM09
+
+),
+
+extracted as (
+
+    select
+        *,
+        {{ json_id_text('payload', 'PAYMENTID') }} as payment_id,
+        {{ json_id_text('payload', 'JOBIDENTIFIER') }} as job_id,
+        {{ json_is_absent('payload', 'AMOUNT') }} as amount_absent,
+        {{ json_is_absent('payload', 'AMOUNT_MINOR') }} as amount_minor_absent,
+        jsonb_typeof(payload -> 'AMOUNT') as amount_type,
+        jsonb_typeof(payload -> 'AMOUNT_MINOR') as amount_minor_type,
+        {{ json_is_absent('payload', 'CURRENCY') }} as currency_absent,
+        {{ normalize_code(json_text('payload', 'CURRENCY')) }} as currency_code,
+        {{ json_is_absent('payload', 'PAIDAT') }} as paid_at_absent,
+        {{ json_scalar_text('payload', 'PAIDAT') }} as paid_at_text,
+        {{ json_unmapped_keys('payload', var('payment_event_keys')) }} as unmapped_keys
+    from renamed
+    -- optimisation fence: the parsers below get plain columns, so the planner inlines them
+    offset 0  -- noqa: AM09
+
+),
+
+parsed as (
+
+    select
+        *,
+        -- major units, rounded to cents (half away from zero) before the range check, like revenue
+        round(
+            case
+                when amount_type = 'number' then (payload -> 'AMOUNT')::numeric
+                when amount_type = 'string' then {{ null_safe_cast("payload ->> 'AMOUNT'", 'numeric') }}
+            end,
+            2
+        ) as amount_major_value,
+        -- minor units: a whole number only (JSON integer or integer string); exact division by 100
+        (case
+            when amount_minor_type = 'number' and (payload ->> 'AMOUNT_MINOR') ~ '^-?[0-9]{1,30}$'
+                then (payload ->> 'AMOUNT_MINOR')::numeric
+            when amount_minor_type = 'string'
+                then {{ null_safe_cast("payload ->> 'AMOUNT_MINOR'", 'bigint') }}::numeric
+        end) / 100 as amount_minor_value,
+        {{ parse_timestamp('paid_at_text') }} as paid_at
+    from extracted
+    -- optimisation fence: amount and paid_at are read several times below
+    offset 0  -- noqa: AM09
+
+),
+
+amounts as (
+
+    select
+        *,
+        case when amount_absent then amount_minor_value else amount_major_value end as amount_value
+    from parsed
+
+),
+
+classified as (
+
+    select
+        *,
+        case
+            when message_value is null and not has_binary_value then 'null_value'
+            when message_value is null then 'value_not_text'
+            when message_value_json is null then 'invalid_json'
+            when payload is null then 'json_not_object'
+            when payment_id is null then 'missing_payment_id'
+            when has_binary_key or (message_key <> '' and message_key <> payment_id) then 'key_mismatch'
+            when job_id is null then 'missing_job_id'
+            when amount_absent and amount_minor_absent then 'missing_amount'
+            -- both forms at once is ambiguous; a form that does not parse is unusable
+            when not amount_absent and not amount_minor_absent then 'invalid_amount'
+            when amount_value is null or abs(amount_value) >= 1e26 then 'invalid_amount'
+            when amount_value < 0 or amount_value > {{ var('max_revenue') }} then 'amount_out_of_range'
+            when currency_absent then 'missing_currency'
+            when currency_code is null or currency_code !~ '^[A-Z]{3}$' then 'invalid_currency'
+            when paid_at_absent then 'missing_paid_at'
+            when paid_at is null then 'invalid_paid_at'
+            -- same window as JOBDATE: 1970 .. 5 years after the row landed (not now(): rebuilds agree)
+            when
+                paid_at < timestamptz '1970-01-01 00:00:00+00'
+                or paid_at > (loaded_at at time zone 'UTC' + interval '5 years') at time zone 'UTC'
+                then 'paid_at_out_of_range'
+        end as quarantine_reason
+    from amounts
+    -- optimisation fence: quarantine_reason is read twice below
+    offset 0  -- noqa: AM09
+
+),
+
+final as (
+
+    select
+        -- ids
+        event_id,
+        payment_id,
+        job_id,
+
+        -- strings
+        case when currency_code ~ '^[A-Z]{3}$' then currency_code end as currency,
+        quarantine_reason,
+        kafka_topic,
+        message_key,
+        raw_excerpt,
+        unmapped_keys,
+
+        -- numerics
+        (case
+            when amount_value between 0 and {{ var('max_revenue') }} and amount_value < 1e12
+                then amount_value
+        end)::numeric(14, 2) as amount,
+        load_seq,
+        kafka_partition,
+        kafka_offset,
+
+        -- booleans
+        amount_absent and not amount_minor_absent as is_minor_units,
+        quarantine_reason is null as is_usable,
+
+        -- timestamps
+        paid_at,
+        kafka_published_at,
+        loaded_at
+
+    from classified
+
+)
+
+select * from final
