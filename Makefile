@@ -24,7 +24,7 @@ DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
 DBT_VARS := --vars '{location: $(LOCATION)}'
 
 .PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer \
-	lookup demo test pytest lint clean roles
+	lookup demo test pytest lint clean roles sources-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -97,7 +97,10 @@ demo: up reset generate produce extract build answer ## everything end to end on
 pytest: setup chromium ## the pytest suite (starts its own broker; uses PGHOST:PGPORT or an embedded server)
 	$(PY) -m pytest
 
-lint: up ## ruff, and SQLFluff with the dbt templater (which compiles against the database)
+sources-check: setup ## fail when dbt's generated sources files drift from sources.yml (fix: extract sources --write)
+	$(PY) -m extract sources --check
+
+lint: up sources-check ## sources-check, ruff, and SQLFluff with the dbt templater (compiles against the database)
 	$(BIN)/ruff check extract tests
 	$(BIN)/ruff format --check extract tests
 	$(LOAD_ENV) cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests

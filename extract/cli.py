@@ -232,7 +232,38 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _sources(args: argparse.Namespace, settings: Settings) -> int:
+    from extract import dbt_sources  # noqa: PLC0415 - only this command needs it
+
+    config = dbt_sources.load_for_dbt(settings.sources_file)
+    if args.write:
+        written = dbt_sources.write(config)
+        print(f"wrote {', '.join(written)}" if written else "dbt sources already in sync with sources.yml")
+        return 0
+    if args.check:
+        diffs = dbt_sources.drift(config)
+        if diffs:
+            print(dbt_sources.summarise(diffs))
+            print("error: dbt sources drift from sources.yml; run `python -m extract sources --write`", file=sys.stderr)
+            return 1
+        print("dbt sources in sync with sources.yml")
+        return 0
+    for path, text in dbt_sources.render(config).items():
+        print(f"# --- {path}\n{text}", end="")
+    return 0
+
+
+def _add_sources_command(commands: argparse._SubParsersAction) -> None:
+    sources = commands.add_parser(
+        "sources", help="generate dbt's sources files from sources.yml (print, --write, or --check for drift)"
+    )
+    mode = sources.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write the generated files into dbt_project/")
+    mode.add_argument("--check", action="store_true", help="exit 1 with a diff when the committed files drift")
+    sources.set_defaults(handler=_sources)
+
+
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement group per command
     parser = argparse.ArgumentParser(
         prog="python -m extract",
         description="Land the users file and the jobs topic in Postgres (raw schema), and show the answers. "
@@ -266,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("sources", nargs="*", metavar="SOURCE", help="source names (default: all)")
     run.add_argument("--until-end", action="store_true", help="drain the topics to their current end, then exit")
     run.set_defaults(handler=_run)
+
+    _add_sources_command(commands)
 
     commands.add_parser("up", help="start the embedded PostgreSQL and Tansu broker if none is configured").set_defaults(
         handler=_up

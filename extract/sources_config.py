@@ -37,6 +37,17 @@ class Freshness:
 
 
 @dataclass(frozen=True)
+class DbtOptions:
+    """The per-source dbt specifics `python -m extract sources` cannot derive (sources.yml `dbt:`)."""
+
+    # The per-row staging model that reads the raw table: set once it exists, it adds the
+    # raw = staged + quarantined reconciliation test to the generated source table.
+    staged_model: str | None = None
+    # source_name of the source's rows in staging.quarantined_records; default '<kafka|files>.<table>'.
+    quarantine_source_name: str | None = None
+
+
+@dataclass(frozen=True)
 class KafkaSource:
     name: str
     topic: str
@@ -46,6 +57,7 @@ class KafkaSource:
     partitions: int = 3
     description: str = ""
     freshness: Freshness = field(default_factory=Freshness)
+    dbt: DbtOptions = field(default_factory=DbtOptions)
 
     kind: Literal["kafka"] = "kafka"
 
@@ -59,6 +71,7 @@ class FileSource:
     format: FileFormat = "ndjson"
     description: str = ""
     freshness: Freshness = field(default_factory=Freshness)
+    dbt: DbtOptions = field(default_factory=DbtOptions)
 
     kind: Literal["file"] = "file"
 
@@ -176,6 +189,18 @@ def _freshness(entry: _Entry) -> Freshness:
     return freshness
 
 
+def _dbt_options(entry: _Entry) -> DbtOptions:
+    data = entry.mapping("dbt")
+    options = DbtOptions(data.text("staged_model"), data.text("quarantine_source_name"))
+    data.done()
+    if options.staged_model is not None and not _IDENTIFIER.match(options.staged_model):
+        raise SourcesConfigError(f"{data.where}: 'staged_model' must be a dbt model name, got {options.staged_model!r}")
+    label = options.quarantine_source_name
+    if label is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", label):
+        raise SourcesConfigError(f"{data.where}: 'quarantine_source_name' must look like kafka.jobs, got {label!r}")
+    return options
+
+
 def _source(name: object, data: object, env: Mapping[str, str], where: str) -> Source:
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise SourcesConfigError(f"{where}: source names are lowercase identifiers, got {name!r}")
@@ -185,6 +210,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
     key_field = entry.text("key_field")
     description = entry.text("description", "") or ""
     freshness = _freshness(entry)
+    dbt = _dbt_options(entry)
     source: Source
     if kind == "kafka":
         topic = entry.text("topic", required=True)
@@ -200,6 +226,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
             partitions=entry.integer("partitions", 3),
             description=description,
             freshness=freshness,
+            dbt=dbt,
         )
     else:
         path = entry.text("path", required=True)
@@ -212,6 +239,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
             format=entry.choice("format", FILE_FORMATS, "ndjson"),  # type: ignore[arg-type]
             description=description,
             freshness=freshness,
+            dbt=dbt,
         )
     entry.done()
     return source
