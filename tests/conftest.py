@@ -89,6 +89,8 @@ def env_for(settings: Settings) -> dict[str, str]:
         {
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "KAFKA_TOPIC": settings.kafka_topic,
+            # sources.yml's other topic, per test too, so `extract run` never reads another test's payments
+            "KAFKA_PAYMENTS_TOPIC": f"{settings.kafka_topic}_payments",
             "KAFKA_GROUP_ID": settings.kafka_group_id,
             "ELT_STATE_DIR": "/nonexistent-state-dir",
         }
@@ -98,10 +100,12 @@ def env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_cli(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: Settings, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "extract", *args],
-        env=env_for(settings),
+        env=env_for(settings) | (env or {}),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,6 +8,7 @@ latest usable line per job id wins.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections import Counter
@@ -381,3 +382,244 @@ def latest_jobs(
         and (service is None or job.service_name == wanted_service)
     )
     return sorted(selected, key=lambda job: (job.job_at, job.job_id), reverse=True)[:limit]
+
+
+# -------------------------------------------------------------------------------------------- payments
+
+REPORTING_CURRENCY = "TRY"
+_WHOLE_NUMBER = re.compile(r"[+-]?\d{1,19}")
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+
+
+@dataclass(frozen=True)
+class ReferencePayment:
+    payment_id: str
+    job_id: str
+    amount: Decimal
+    currency: str
+    paid_at: datetime
+    minor_units: bool
+
+
+@dataclass
+class ReferencePayments:
+    payments: dict[str, ReferencePayment] = field(default_factory=dict)
+    quarantine: Counter[str] = field(default_factory=Counter)
+    raw_count: int = 0
+    minor_units: int = 0  # usable payment events whose amount came as AMOUNT_MINOR
+
+
+def parse_minor_units(value: object) -> Decimal | None:
+    """AMOUNT_MINOR: a whole number of minor units (JSON integer or integer string) in major units."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value) / 100
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip(_WHITESPACE)):
+        return Decimal(int(value.strip(_WHITESPACE))) / 100
+    return None  # fractions of a minor unit, floats, other types
+
+
+def _payment_amount(payload: dict[str, Any]) -> tuple[Decimal, bool]:
+    major, minor = payload.get("AMOUNT"), payload.get("AMOUNT_MINOR")
+    if major is None and minor is None:
+        raise _Reject("missing_amount")
+    if major is not None and minor is not None:
+        raise _Reject("invalid_amount")  # two amounts: which one?
+    amount = parse_revenue(major) if major is not None else parse_minor_units(minor)
+    amount = _require(amount, "invalid_amount")
+    if not Decimal(0) <= amount <= MAX_REVENUE:
+        raise _Reject("amount_out_of_range")
+    return amount, major is None
+
+
+def classify_payment(
+    key: bytes | None, value: bytes | None, *, now: datetime | None = None
+) -> tuple[str | None, ReferencePayment | None]:
+    """(quarantine reason, None) or (None, payment) for one payments message, first reason in spec order."""
+    try:
+        payload = _json_object(_require(value, "null_value"), not_text="value_not_text")
+        payment_id = _require(normalise_id(payload.get("PAYMENTID")), "missing_payment_id")
+        if key and key != payment_id.encode("utf-8"):
+            raise _Reject("key_mismatch")
+        job_id = _require(normalise_id(payload.get("JOBIDENTIFIER")), "missing_job_id")
+        amount, minor_units = _payment_amount(payload)
+        currency_raw = _require(payload.get("CURRENCY"), "missing_currency")
+        currency = (_scalar_text(currency_raw) or "").strip(_WHITESPACE).upper()
+        if not _CURRENCY_CODE.fullmatch(currency):
+            raise _Reject("invalid_currency")
+        paid_at = _parsed_field(payload, "PAIDAT", parse_timestamp, "paid_at")
+        if not MIN_JOB_AT <= paid_at <= _max_job_at(now or datetime.now(UTC)):
+            raise _Reject("paid_at_out_of_range")
+    except _Reject as reject:
+        return reject.reason, None
+    return None, ReferencePayment(payment_id, job_id, amount, currency, paid_at, minor_units)
+
+
+def load_payments(path: Path, *, now: datetime | None = None) -> ReferencePayments:
+    """Key = payment id, so equal ids share a partition and file order is offset order: the last wins."""
+    result = ReferencePayments()
+    for _, key, value in iter_kafka_lines(path):
+        result.raw_count += 1
+        reason, payment = classify_payment(key, value, now=now)
+        if payment is None:
+            result.quarantine[str(reason)] += 1
+            continue
+        result.minor_units += payment.minor_units
+        result.payments[payment.payment_id] = payment
+    return result
+
+
+# -------------------------------------------------------------------------------------------- services
+
+
+@dataclass(frozen=True)
+class ReferenceService:
+    service_name: str
+    category: str
+    base_price: Decimal
+    line_number: int
+
+
+@dataclass
+class ReferenceServices:
+    services: dict[str, ReferenceService] = field(default_factory=dict)
+    quarantine: Counter[str] = field(default_factory=Counter)
+    raw_count: int = 0
+
+
+def _csv_fields(text: str, width: int) -> list[str]:
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error:
+        raise _Reject("invalid_csv") from None
+    if len(rows) != 1 or len(rows[0]) != width:
+        raise _Reject("invalid_csv")
+    return rows[0]
+
+
+def classify_service_line(
+    line: bytes, line_number: int, header: list[str]
+) -> tuple[str | None, ReferenceService | None]:
+    try:
+        if line_number == 1:
+            raise _Reject("header_row")
+        if not line.strip(_WHITESPACE.encode()):
+            raise _Reject("blank_line")
+        if b"\x00" in line:
+            raise _Reject("line_not_text")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Reject("line_not_text") from None
+        row = dict(zip(header, _csv_fields(text.removesuffix("\r"), len(header)), strict=True))
+        service_name = _require(normalise_label(row.get("SERVICENAME")), "missing_service_name")
+        category = _require(row.get("CATEGORY", "").strip(_WHITESPACE) or None, "missing_category")
+        price_text = _require(row.get("BASEPRICE", "").strip(_WHITESPACE) or None, "missing_base_price")
+        if not _NUMERIC.fullmatch(price_text):
+            raise _Reject("invalid_base_price")
+        price = Decimal(price_text).quantize(_CENT, rounding=ROUND_HALF_UP)
+        if not Decimal(0) <= price <= MAX_REVENUE:
+            raise _Reject("invalid_base_price")
+    except _Reject as reject:
+        return reject.reason, None
+    return None, ReferenceService(service_name, category, price, line_number)
+
+
+def load_services(path: Path) -> ReferenceServices:
+    """One file is one load: the last usable line of a service name wins."""
+    result = ReferenceServices()
+    lines = path.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    first = lines[0].removeprefix(_BOM).removesuffix(b"\r").decode("utf-8")
+    header = [name.strip() for name in next(csv.reader([first]))]
+    for line_number, line in enumerate(lines, start=1):
+        result.raw_count += 1
+        reason, service = classify_service_line(line, line_number, header)
+        if service is None:
+            result.quarantine[str(reason)] += 1
+            continue
+        result.services[service.service_name] = service
+    return result
+
+
+# -------------------------------------------------------------------------------- revenue reconciliation
+
+
+@dataclass(frozen=True)
+class ReferenceJobPayments:
+    category: str
+    job_status: str | None
+    revenue: Decimal
+    amount_due: Decimal
+    paid_amount: Decimal
+    payment_count: int
+    foreign_currency_payment_count: int
+    mismatch_reason: str | None
+    is_fully_paid: bool
+
+
+def job_payments(
+    jobs: ReferenceJobs, payments: ReferencePayments, services: ReferenceServices
+) -> dict[str, ReferenceJobPayments]:
+    """Per job: what is due (revenue of a COMPLETED job), what was paid in the reporting currency, and why
+    they differ: foreign_currency, paid_not_completed, underpaid, overpaid (the first that applies)."""
+    by_job: dict[str, list[ReferencePayment]] = {}
+    for payment in payments.payments.values():
+        by_job.setdefault(payment.job_id, []).append(payment)
+    result = {}
+    for job in jobs.jobs.values():
+        paid_for = by_job.get(job.job_id, [])
+        paid = sum((p.amount for p in paid_for if p.currency == REPORTING_CURRENCY), Decimal("0.00"))
+        foreign = sum(1 for p in paid_for if p.currency != REPORTING_CURRENCY)
+        completed = job.job_status == "COMPLETED"
+        due = job.revenue if completed else Decimal("0.00")
+        reason = None
+        if foreign:
+            reason = "foreign_currency"
+        elif not completed and paid > 0:
+            reason = "paid_not_completed"
+        elif paid < due:
+            reason = "underpaid"
+        elif paid > due:
+            reason = "overpaid"
+        service = services.services.get(job.service_name or "")
+        result[job.job_id] = ReferenceJobPayments(
+            category=service.category if service else "UNCATEGORISED",
+            job_status=job.job_status,
+            revenue=job.revenue,
+            amount_due=due,
+            paid_amount=paid,
+            payment_count=len(paid_for),
+            foreign_currency_payment_count=foreign,
+            mismatch_reason=reason,
+            is_fully_paid=completed and reason is None,
+        )
+    return result
+
+
+def reconciliation_by_category(
+    jobs: ReferenceJobs, payments: ReferencePayments, services: ReferenceServices
+) -> dict[str, tuple[int, int, int, int, int, Decimal, Decimal, Decimal]]:
+    """category -> (jobs, completed, paid jobs, mismatched jobs, foreign payments, revenue, due, paid);
+    payments for jobs that are not staged are the category UNKNOWN_JOB."""
+    totals: dict[str, list[Any]] = {}
+    for job_id, row in job_payments(jobs, payments, services).items():
+        total = totals.setdefault(row.category, [0, 0, 0, 0, 0, Decimal(0), Decimal(0), Decimal(0)])
+        total[0] += 1
+        total[1] += row.job_status == "COMPLETED"
+        total[2] += row.payment_count > 0
+        total[3] += row.mismatch_reason is not None
+        total[4] += row.foreign_currency_payment_count
+        total[5] += row.revenue
+        total[6] += row.amount_due
+        total[7] += row.paid_amount
+        assert job_id in jobs.jobs
+    unknown = [p for p in payments.payments.values() if p.job_id not in jobs.jobs]
+    if unknown:
+        paid = sum((p.amount for p in unknown if p.currency == REPORTING_CURRENCY), Decimal(0))
+        ids = len({p.job_id for p in unknown})
+        foreign = sum(1 for p in unknown if p.currency != REPORTING_CURRENCY)
+        totals["UNKNOWN_JOB"] = [0, 0, ids, ids, foreign, Decimal(0), Decimal(0), paid]
+    return {category: tuple(values) for category, values in totals.items()}  # type: ignore[misc]
