@@ -112,6 +112,10 @@ def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
         )
 
 
+# What a ::jsonb cast raises for text Python's parser took: a number beyond numeric's range (DataError),
+# JSON nested deeper than the server's stack allows (StatementTooComplex, ProgramLimitExceeded).
+JSONB_REFUSED = (psycopg.DataError, psycopg.errors.StatementTooComplex, psycopg.errors.ProgramLimitExceeded)
+
 # A C-level sort key: a Python key function cost ~1.4 us a message (4.6% of the extractor's profile).
 _POSITION = attrgetter("topic", "partition", "offset")
 
@@ -176,13 +180,17 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
     """COPY straight into the raw table (the fast path: no staging table, no INSERT ... SELECT). When it
     cannot (a message landed already, say after a rebalance, or a value Python's JSON parser accepted
     but jsonb refuses), the savepoint undoes it and the staged path lands the batch row by row exactly."""
+    # One writer per raw table at a time, until commit: load_seq values then become visible in the order
+    # they were drawn, which the incremental dbt models rely on (they read load_seq above what they have).
+    # Taken before the savepoint, so the staged path keeps it; polling and parsing stay parallel.
+    cur.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_table.' || %s))", (table,))
     try:
         with cur.connection.transaction():
             with cur.copy(sql.SQL(_DIRECT_COPY).format(table=table_identifier(table))) as copy:
                 for row in _direct_rows(messages):
                     copy.write_row(row)
             return cur.rowcount
-    except (psycopg.errors.UniqueViolation, psycopg.DataError) as error:
+    except (psycopg.errors.UniqueViolation, *JSONB_REFUSED) as error:
         log.info("batch of %s takes the staged path (%s)", topic, type(error).__name__)
     cur.execute(_BATCH_TABLE)
     with cur.copy(_COPY) as copy:
@@ -195,14 +203,10 @@ def _insert(cur: psycopg.Cursor, table: str, topic: str) -> int:
     def statement(json_cast: str) -> sql.Composed:
         return sql.SQL(_INSERT).format(table=table_identifier(table), json_cast=sql.SQL(json_cast))
 
-    # One writer per raw table at a time, until commit: load_seq values then become visible in the order
-    # they were drawn, which the incremental dbt models rely on (they read load_seq above what they have).
-    # Polling, parsing and the COPY into the temp table still run in parallel across extractors.
-    cur.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_table.' || %s))", (table,))
     try:
         with cur.connection.transaction():
             cur.execute(statement("message_value::jsonb"), {"topic": topic})
-    except psycopg.errors.DataError:
+    except JSONB_REFUSED:
         log.info("a value in this batch parses as JSON in Python but not as jsonb; casting row by row")
         cur.execute(statement("raw.try_jsonb(message_value)"), {"topic": topic})
     return cur.rowcount
