@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
 from extract import db
@@ -30,6 +31,15 @@ T = TypeVar("T")
 # A member left with no partitions waits this long for a rebalance to hand it some before `--until-end`
 # calls it done: a group leader that lacks metadata for another member's topic first assigns it nothing.
 EMPTY_ASSIGNMENT_GRACE_S = 8.0
+
+# kafka-python (3.0.12) busy-loops inside poll() while a broker holds a request without answering (a
+# frozen or partitioned broker): poll caps its wait by the heartbeat deadline, which is then overdue, i.e. 0.
+# An empty poll that burnt this share of its wall time in CPU is that loop; the extractor then polls briefly
+# and sleeps in between until the broker answers again (a healthy empty poll costs about 1%).
+SPIN_CPU_SHARE = 0.2
+SPIN_SLICE_MS = 200
+SPIN_POLL_MS = 50
+SPIN_BACKOFF_S = 1.0
 
 
 class ExtractError(RuntimeError):
@@ -103,6 +113,7 @@ class KafkaExtractor:
         self._confirmed: set[TopicPartition] = set()
         self._assigned_once = False
         self._assigned_at = 0.0
+        self._spinning = False
 
     # -- database -------------------------------------------------------------------------------
 
@@ -258,6 +269,31 @@ class KafkaExtractor:
         except KafkaError as error:
             log.debug("courtesy offset commit to Kafka failed: %s", error)
 
+    def _poll(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One poll of up to poll_timeout_ms, in slices short enough to notice quickly when the client
+        spins, and then backing off instead of burning a core until the broker answers again."""
+        consumer = self._consumer
+        assert consumer is not None
+        deadline = time.monotonic() + self.settings.poll_timeout_ms / 1000
+        while True:
+            timeout_ms = SPIN_POLL_MS if self._spinning else SPIN_SLICE_MS
+            timeout_ms = max(1, min(timeout_ms, int((deadline - time.monotonic()) * 1000)))
+            cpu, wall = time.process_time(), time.monotonic()
+            polled = consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.max_poll_records)
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            spinning = not polled and wall >= 0.04 and cpu > SPIN_CPU_SHARE * wall
+            if spinning != self._spinning:
+                if spinning:
+                    log.warning("the broker does not answer; waiting for it")
+                else:
+                    log.info("the broker answers again")
+                self._spinning = spinning
+            if spinning:
+                self.stop.wait(SPIN_BACKOFF_S)
+                return polled
+            if polled or time.monotonic() >= deadline or self.stop.is_set():
+                return polled
+
     def run(self, *, until_end: bool = False) -> ExtractStats:
         self._with_db_retry("creating the raw schema", lambda conn: db.ensure_raw_schema(conn, self.config))
         notify(self.observers, "on_start", self, until_end)
@@ -270,9 +306,7 @@ class KafkaExtractor:
             log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
             while not self.stop.is_set():
                 try:
-                    polled = self._consumer.poll(
-                        timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_poll_records
-                    )
+                    polled = self._poll()
                 except OffsetOutOfRangeError as error:
                     raise ExtractError(
                         f"the offsets stored in Postgres are beyond the end of the topic ({error}): it was"
