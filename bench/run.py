@@ -703,6 +703,17 @@ def targets(r: dict[str, dict]) -> list[dict[str, object]]:
         )
     dbt = r.get("6_dbt")
     if dbt:
+        full, incremental = dbt["full_refresh"], dbt["incremental"]
+        models = ""
+        if "node_seconds_by_type" in full and "node_seconds_by_type" in incremental:
+            full_models = full["node_seconds_by_type"].get("model", 0.0)
+            incremental_models = incremental["node_seconds_by_type"].get("model", 0.0)
+            models = (
+                f"; models alone {incremental_models:.1f}s vs {full_models:.1f}s"
+                f" ({incremental_models / max(full_models, 1e-9):.2f}), tests"
+                f" {incremental['node_seconds_by_type'].get('test', 0.0):.1f}s vs"
+                f" {full['node_seconds_by_type'].get('test', 0.0):.1f}s"
+            )
         out.append(
             Target(
                 "6",
@@ -710,7 +721,7 @@ def targets(r: dict[str, dict]) -> list[dict[str, object]]:
                 dbt["ratio"],
                 "<= 0.2",
                 dbt["ratio"] <= 0.2,
-                f"{dbt['incremental']['seconds']:.1f}s vs {dbt['full_refresh']['seconds']:.1f}s",
+                f"{incremental['seconds']:.1f}s vs {full['seconds']:.1f}s{models}",
             )
         )
     lookups = r.get("7_lookups")
