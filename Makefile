@@ -144,3 +144,11 @@ chromium: ## install headless Chromium (apt-get) unless it is already there
 	@command -v chromium >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
 		|| { echo "chromium is missing and cannot be installed here: apt-get install chromium" >&2; exit 1; }
+
+# -- fault injection: tests/test_faults.py alone (also part of `make pytest`), then its table ----------
+FAULTS_RESULTS ?= docs/fault-injection.json
+.PHONY: faults
+
+faults: setup ## the fault-injection suite alone (~6 min), then its table (also in docs/fault-injection.md)
+	@status=0; FAULTS_RESULTS=$(CURDIR)/$(FAULTS_RESULTS) $(PY) -m pytest -m faults -p no:cacheprovider || status=$$?; \
+	$(PY) tests/fault_report.py $(FAULTS_RESULTS) --markdown docs/fault-injection.md; exit $$status
