@@ -694,7 +694,7 @@ def targets(r: dict[str, dict]) -> list[dict[str, object]]:
         out.append(
             Target(
                 "5",
-                "extractor peak RSS, and growth 100k -> 1M",
+                f"extractor peak RSS, and growth {rss['small_messages']:,} -> {rss['large_messages']:,} msgs",
                 peak,
                 "< 300 MB, growth <= 1.25x",
                 peak < 300 and flat,
@@ -1175,6 +1175,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(report))
     print(f"\nwrote {RESULTS / (name + '.json')} and {name}.png in {report['meta']['seconds']:.0f}s")
+    if config.quick:
+        print("(quick mode: a smoke run; the targets are meant for the default sizes, 1M jobs and 200k users)")
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     if os.environ.get("BENCH_KEEP_DATA", "1") == "0":
         shutil.rmtree(WORK, ignore_errors=True)
