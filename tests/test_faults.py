@@ -568,14 +568,16 @@ def test_broker_freezes_then_resumes(settings: Settings, dataset, tmp_path: Path
 
 # -- 4. three members, one dies ----------------------------------------------------------------------------------
 
-_ASSIGNED = re.compile(r"partitions assigned: (.*?); resuming")
+_OWNERSHIP = re.compile(r"partitions (assigned|revoked): (.*?)(?:; resuming|$)", re.MULTILINE)
 
 
 def assignment(log_path: Path, topic: str) -> set[int]:
-    found = _ASSIGNED.findall(log_path.read_text())
-    if not found:
-        return set()
-    return {int(p) for p in re.findall(re.escape(topic) + r"\[(\d+)\]", found[-1])}
+    """The partitions a member owns now, replaying its log's assigned / revoked lines (eager or incremental)."""
+    owned: set[int] = set()
+    for event, listed in _OWNERSHIP.findall(log_path.read_text()):
+        partitions = {int(p) for p in re.findall(re.escape(topic) + r"\[(\d+)\]", listed)}
+        owned = owned | partitions if event == "assigned" else owned - partitions
+    return owned
 
 
 @pytest.mark.parametrize("partitions", [3, 6])
@@ -601,7 +603,14 @@ def test_group_member_dies_and_partitions_rebalance(
         left = [sum(ends[p] - stored.get(p, 0) for p in parts) for parts in owned]
         return max(range(3), key=left.__getitem__) if max(left) > 0 else None
 
-    index = wait_for(victim, 120, "all three members to own partitions and land a batch", 0.1)
+    try:
+        index = wait_for(victim, 120, "all three members to own partitions and land a batch", 0.1)
+    except AssertionError as error:
+        tails = "\n".join(f"member {i}: {log.read_text()[-1500:]}" for i, log in enumerate(logs))
+        raise AssertionError(
+            f"{error}; stored offsets {partition_offsets(settings)}, ends {dict(ends)},"
+            f" exit codes {[m.poll() for m in members]}\n{tails}"
+        ) from None
     orphaned = assignment(logs[index], settings.kafka_topic)
     at_kill = partition_offsets(settings)
     kill9(members[index])
@@ -616,8 +625,13 @@ def test_group_member_dies_and_partitions_rebalance(
     recovery = time.monotonic() - killed
     wait_for(lambda: progress(settings) == len(produced), 180, "every message to land", 0.2)
     survivors = [m for i, m in enumerate(members) if i != index]
-    taken = set().union(*(assignment(logs[i], settings.kafka_topic) for i in range(3) if i != index))
-    assert taken == set(range(partitions)), taken
+
+    def settled() -> bool:
+        """The survivors own every partition between them: the group has settled without the dead member."""
+        owned = [assignment(logs[i], settings.kafka_topic) for i in range(3) if i != index]
+        return set().union(*owned) == set(range(partitions)) and not set.intersection(*owned)
+
+    wait_for(settled, 60, "the survivors to own every partition between them", 0.2)
     for member in survivors:
         member.send_signal(signal.SIGTERM)
     for member in survivors:
@@ -750,10 +764,10 @@ def test_users_load_is_atomic_under_kill_9(settings: Settings, dataset, tmp_path
     content = write_big_users_file(big, 600_000, rng)
     expected = {number: digest(line) for number, line in enumerate(content, start=1)}
     moments = [
-        "copy file_batch",  # streaming the lines
-        "insert into",  # moving them from the temp table into raw.users
+        "copy ",  # streaming the lines (straight into raw.users, or into the staging table)
         None,  # anywhere
-        "copy file_batch",
+        "copy ",
+        "update raw.file_loads",  # the last statement before the commit
     ]
     outcomes: list[str] = []
     for moment in moments:
@@ -769,11 +783,11 @@ def test_users_load_is_atomic_under_kill_9(settings: Settings, dataset, tmp_path
             )
         processes.append(process)
         if moment is None:
-            time.sleep(rng.uniform(0.5, 4.0))
+            time.sleep(rng.uniform(0.3, 1.5))
         else:
             condition = f"state = 'active' and query ilike '{moment}%%'"
             wait_for(lambda c=condition, p=process: p.poll() is not None or backends(settings, c), 120, moment, 0.01)
-            time.sleep(rng.uniform(0.0, 0.3))
+            time.sleep(rng.uniform(0.0, 0.2) if moment == "copy " else 0)
         finished = process.poll() is not None
         kill9(process)
         wait_until_gone(settings)
@@ -792,6 +806,8 @@ def test_users_load_is_atomic_under_kill_9(settings: Settings, dataset, tmp_path
         outcomes.append("nothing")
         assert user_lines(settings, first_id) == first_hashes
 
+    # Most kills must have landed in the middle of a load, or the test proves nothing.
+    assert outcomes.count("nothing") >= 2, outcomes
     began = time.monotonic()
     rerun = run_cli(settings, "users", str(big))
     took = time.monotonic() - began
@@ -821,6 +837,7 @@ def test_users_load_is_atomic_under_kill_9(settings: Settings, dataset, tmp_path
         ),
         quarantined,
         took,
-        f"{len(content)}-line file; after each kill: {', '.join(outcomes)}; the re-run loaded it once in {took:.1f}s,"
+        f"{len(content)}-line file; after each kill: {', '.join(outcomes)};"
+        f" the re-run {'found it loaded' if outcomes[-1] == 'whole load' else 'loaded it'} in {took:.1f}s,"
         " a second re-run added nothing",
     )
