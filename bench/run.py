@@ -62,7 +62,7 @@ from extract.settings import Settings  # noqa: E402
 # measured with the same client configuration as (2).
 CONSUMER_FETCH = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 16 * 1024 * 1024}
 GROUP_TIMEOUTS = {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000}
-DEFAULT_MAX_POLL_RECORDS = 20_000
+DEFAULT_MAX_POLL_RECORDS = Settings.max_poll_records  # the extractor's default, for the raw consumer too
 
 
 def log(message: str) -> None:

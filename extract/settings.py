@@ -45,7 +45,7 @@ class Settings:
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = field(default=None, repr=False)
     kafka_ssl_cafile: str | None = None
-    max_poll_records: int = 20_000
+    max_poll_records: int = 50_000
     poll_timeout_ms: int = 1_000
     db_retry_budget_s: float = 120.0
     sources_file: Path | None = None
