@@ -42,6 +42,12 @@ SPIN_POLL_MS = 50
 SPIN_BACKOFF_S = 1.0
 
 
+def _transient(error: psycopg.Error) -> bool:
+    """Connection trouble, a server shutting down or starting, a deadlock or serialization failure."""
+    sqlstate = error.sqlstate or ""
+    return sqlstate.startswith(("08", "57P", "40")) or isinstance(error, psycopg.errors.TransactionRollback)
+
+
 class ExtractError(RuntimeError):
     """The extractor cannot go on; the message says why in one line."""
 
@@ -131,10 +137,14 @@ class KafkaExtractor:
         while True:
             try:
                 return action(self._connection())
-            except psycopg.OperationalError as error:
+            except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as error:
                 notify(self.observers, "on_db_error", self, what, error)
+                lost = self._conn is None or self._conn.closed or self._conn.broken
                 if self._conn is not None:
                     self._conn.close()
+                if not (lost or _transient(error)):
+                    # A deterministic refusal (a limit, a privilege) would fail the same way on every retry.
+                    raise ExtractError(f"database refused {what}: {error}".strip()) from error
                 if time.monotonic() + delay > deadline:
                     raise ExtractError(f"database unreachable while {what}: {error}".strip()) from error
                 log.warning("database error while %s (%s); retrying in %.1fs", what, str(error).strip(), delay)
