@@ -263,17 +263,10 @@ def _add_sources_command(commands: argparse._SubParsersAction) -> None:
     sources.set_defaults(handler=_sources)
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement group per command
-    parser = argparse.ArgumentParser(
-        prog="python -m extract",
-        description="Land the users file and the jobs topic in Postgres (raw schema), and show the answers. "
-        "Connections come from PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE and KAFKA_* variables.",
+def _add_landing_commands(commands: argparse._SubParsersAction) -> None:
+    generate = commands.add_parser(
+        "generate", help="write deterministic, messy users.ndjson, jobs.kafka, payments.kafka, services.csv"
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    generate = commands.add_parser("generate", help="write a deterministic, messy users.ndjson and jobs.kafka")
     generate.add_argument("--users", type=int, default=10_000)
     generate.add_argument("--jobs", type=int, default=100_000)
     generate.add_argument("--seed", type=int, default=42)
@@ -300,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
 
     _add_sources_command(commands)
 
+
+def _add_operations_commands(commands: argparse._SubParsersAction) -> None:
     commands.add_parser("up", help="start the embedded PostgreSQL and Tansu broker if none is configured").set_defaults(
         handler=_up
     )
@@ -308,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         "env", help='print the effective connection settings as shell exports: eval "$(python -m extract env)"'
     ).set_defaults(handler=_env)
 
-    reset = commands.add_parser("reset", help="drop the raw/staging/marts schemas and delete the topic")
+    reset = commands.add_parser("reset", help="drop every layer's schema and delete the topics")
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(handler=_reset)
 
@@ -318,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         " LOGIN members too when ELT_LOADER_PASSWORD / ELT_TRANSFORMER_PASSWORD / ELT_ANALYST_PASSWORD are set",
     ).set_defaults(handler=_roles)
 
+
+def _add_query_commands(commands: argparse._SubParsersAction) -> None:
     commands.add_parser("answer", help="print the non-local top revenue table (after dbt build)").set_defaults(
         handler=_answer
     )
@@ -333,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
 
+    report_cmd = commands.add_parser("report", help="write one static HTML page: answer, look-ups, counts, charts")
+    report_cmd.add_argument("--out", default="reports/report.html")
+    report_cmd.set_defaults(handler=_report)
+
+
+def _add_service_commands(commands: argparse._SubParsersAction) -> None:
     interval_help = "seconds between dbt builds (default: DBT_BUILD_INTERVAL_S, else 300; 0 = never)"
     serve = commands.add_parser(
         "serve",
@@ -347,9 +350,21 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     schedule.add_argument("--dbt-interval", type=float, default=None, help=interval_help)
     schedule.set_defaults(handler=_schedule)
 
-    report_cmd = commands.add_parser("report", help="write one static HTML page: answer, look-ups, counts, charts")
-    report_cmd.add_argument("--out", default="reports/report.html")
-    report_cmd.set_defaults(handler=_report)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m extract",
+        description="Land the sources of sources.yml (Kafka topics and files) in Postgres' raw schema exactly as"
+        " they arrived, run the pipeline as a service, and show the answers. Connections come from"
+        " PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE and KAFKA_* variables.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_landing_commands(commands)
+    _add_operations_commands(commands)
+    _add_query_commands(commands)
+    _add_service_commands(commands)
     return parser
 
 

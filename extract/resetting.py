@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def reset_everything(settings: Settings) -> None:
     with db.connect(settings, autocommit=True) as conn:
-        for schema in ("marts", "staging", "raw"):
+        for schema in ("marts", "snapshots", "staging", "raw"):
             conn.execute(f"drop schema if exists {schema} cascade")  # fixed names, no input reaches here
     topics = [source.topic for source in settings.sources().kafka_sources()]
     admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
