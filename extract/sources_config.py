@@ -147,15 +147,12 @@ class _Entry:
 
     def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
         value = self.data.pop(key, default)
-        if isinstance(value, str):
-            value = self.text_value(key, value)
+        if isinstance(value, str):  # e.g. ${KAFKA_TOPIC_PARTITIONS:-3}
+            value = _interpolate(value, self.env)
+            value = int(value) if value.isdigit() else value
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise SourcesConfigError(f"{self.where}: '{key}' must be a whole number >= {minimum}, got {value!r}")
         return value
-
-    def text_value(self, key: str, value: str) -> int | str:
-        resolved = _interpolate(value, self.env)
-        return int(resolved) if resolved.isdigit() else resolved
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self.text(key, default)
