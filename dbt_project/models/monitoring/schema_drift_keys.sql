@@ -18,75 +18,19 @@ with
 
 new_keys as (
 
-    select
-        'kafka.jobs' as source_name,
-        unmapped.json_key,
-        events.load_seq,
-        events.loaded_at
-    from {{ ref('stg_kafka__job_events') }} as events
-    cross join lateral jsonb_array_elements_text(events.unmapped_keys) as unmapped (json_key)
-    where
-        events.unmapped_keys is not null
-        {%- if is_incremental() %}
-            and events.load_seq > (
-                select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'kafka.jobs'
-            )
-        {%- endif %}
+    {{ unmapped_keys_since_last_run('kafka.jobs', ref('stg_kafka__job_events')) }}
 
     union all
 
-    select
-        'files.users' as source_name,
-        unmapped.json_key,
-        user_lines.load_seq,
-        user_lines.loaded_at
-    from {{ ref('stg_files__user_lines') }} as user_lines
-    cross join lateral jsonb_array_elements_text(user_lines.unmapped_keys) as unmapped (json_key)
-    where
-        user_lines.unmapped_keys is not null
-        {%- if is_incremental() %}
-            and user_lines.load_seq > (
-                select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'files.users'
-            )
-        {%- endif %}
+    {{ unmapped_keys_since_last_run('files.users', ref('stg_files__user_lines')) }}
 
     union all
 
-    select
-        'kafka.payments' as source_name,
-        unmapped.json_key,
-        payment_events.load_seq,
-        payment_events.loaded_at
-    from {{ ref('stg_kafka__payment_events') }} as payment_events
-    cross join lateral jsonb_array_elements_text(payment_events.unmapped_keys) as unmapped (json_key)
-    where
-        payment_events.unmapped_keys is not null
-        {%- if is_incremental() %}
-            and payment_events.load_seq > (
-                select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'kafka.payments'
-            )
-        {%- endif %}
+    {{ unmapped_keys_since_last_run('kafka.payments', ref('stg_kafka__payment_events')) }}
 
     union all
 
-    select
-        'files.services' as source_name,
-        unmapped.json_key,
-        service_lines.load_seq,
-        service_lines.loaded_at
-    from {{ ref('stg_files__service_lines') }} as service_lines
-    cross join lateral jsonb_array_elements_text(service_lines.unmapped_keys) as unmapped (json_key)
-    where
-        service_lines.unmapped_keys is not null
-        {%- if is_incremental() %}
-            and service_lines.load_seq > (
-                select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'files.services'
-            )
-        {%- endif %}
+    {{ unmapped_keys_since_last_run('files.services', ref('stg_files__service_lines')) }}
 
 ),
 
@@ -127,11 +71,11 @@ new_counts as (
     ),
 
 {% else -%}
-combined as (
+    combined as (
 
-    select * from new_counts
+        select * from new_counts
 
-),
+    ),
 
 {% endif -%}
 final as (

@@ -3,6 +3,8 @@
 -- the first quarantine reason that applies (null when usable). The only reader of raw.services.
 -- Incremental, append-only on the raw arrival sequence (see stg_kafka__job_events): a line's staged row
 -- depends on the line alone.
+-- The line columns and the first reasons are shared by every file source (file_line_columns,
+-- file_line_reasons in macros/staging/per_row_models.sql); what follows them here is the service.
 
 {{
     config(
@@ -20,35 +22,15 @@ with
 
 source as (
 
-    select * from {{ source('files', 'services') }}
-    {% if is_incremental() -%}
-        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
-    {%- endif %}
+    {{ new_raw_rows(source('files', 'services')) }}
 
 ),
 
 renamed as (
 
     select
-        -- ids
-        load_seq,
-        load_id,
-        line_number,
-
-        -- strings
-        file_name,
-        file_sha256,
-        line_text,
-
-        -- booleans
-        line_bytes is not null as has_binary_line,
-
-        -- timestamps
-        loaded_at,
-
-        -- payload
-        case when jsonb_typeof(line_json) = 'object' then line_json end as payload,
-        left(coalesce(line_text, '\x' || encode(substring(line_bytes from 1 for 250), 'hex')), 500) as raw_excerpt
+        {{ file_line_columns() }},
+        case when jsonb_typeof(line_json) = 'object' then line_json end as payload
 
     from source
 
@@ -80,13 +62,7 @@ classified as (
     select
         *,
         case
-            -- the loader keys every later line by line 1 of the load: the header is no data
-            when line_number = 1 then 'header_row'
-            when not has_binary_line and coalesce({{ trim_ws('line_text') }}, '') = '' then 'blank_line'
-            when has_binary_line then 'line_not_text'
-            -- the loader leaves line_json null when the line does not parse as one CSV row with as many
-            -- fields as the header (an open quote, a short or long row)
-            when payload is null then 'invalid_csv'
+            {{ file_line_reasons(format='csv') }}
             when service_name is null then 'missing_service_name'
             when category is null then 'missing_category'
             when base_price_text is null then 'missing_base_price'

@@ -1,10 +1,10 @@
--- One row per service of the catalogue: the latest usable line of each (normalised) service_name, by the
--- users rule (docs/data-model.md, "Deduplication"): latest load first, then the highest line number within
--- that load, so a service listed twice in one file takes its later row. Broken lines are filtered out first,
--- and a service missing from a newer catalogue keeps the last known row.
+-- One row per service of the catalogue: the latest usable line of each (normalised) service_name by the
+-- file rule, like stg_files__users (docs/data-model.md, "Deduplication"; latest_usable_row_per_key() in
+-- macros/staging/dedup_models.sql): latest load first, then the highest line number within that load, so a
+-- service listed twice in one file takes its later row. Broken lines are filtered out first, and a service
+-- missing from a newer catalogue keeps the last known row.
 --
--- Incremental (delete+insert on service_name), exactly like stg_files__users; the watermark is
--- last_line_load_seq.
+-- Incremental (delete+insert on service_name); the watermark is last_line_load_seq.
 
 {{
     config(
@@ -21,42 +21,9 @@
 
 with
 
-{% if is_incremental() -%}
-    changed_services as (
+latest_lines as (
 
-        select distinct new_lines.service_name
-        from {{ ref('stg_files__service_lines') }} as new_lines
-        where
-            new_lines.is_usable
-            and new_lines.load_seq > (
-                select coalesce(max(previous_run.last_line_load_seq), 0) from {{ this }} as previous_run
-            )
-
-    ),
-
-{% endif -%}
-usable_lines as (
-
-    select service_lines.*
-    from {{ ref('stg_files__service_lines') }} as service_lines
-    where
-        service_lines.is_usable
-        {%- if is_incremental() %}
-            and service_lines.service_name in (select changed_services.service_name from changed_services)
-        {%- endif %}
-
-),
-
-ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by service_name
-            order by load_id desc, line_number desc
-        ) as service_rank,
-        max(load_seq) over (partition by service_name) as last_line_load_seq
-    from usable_lines
+    {{ latest_usable_row_per_key(ref('stg_files__service_lines'), key='service_name', kind='file') }}
 
 ),
 
@@ -76,8 +43,7 @@ final as (
         load_seq,
         last_line_load_seq
 
-    from ranked
-    where service_rank = 1
+    from latest_lines
 
 )
 

@@ -2,6 +2,8 @@
 -- plus the first quarantine reason that applies (null when usable). The only reader of raw.users.
 -- Incremental, append-only on the raw arrival sequence (see stg_kafka__job_events): a line's staged row
 -- depends on the line alone.
+-- The line columns and the first reasons are shared by every file source (file_line_columns,
+-- file_line_reasons in macros/staging/per_row_models.sql); what follows them here is the user.
 
 {{
     config(
@@ -19,49 +21,16 @@ with
 
 source as (
 
-    select * from {{ source('files', 'users') }}
-    {% if is_incremental() -%}
-        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
-    {%- endif %}
+    {{ new_raw_rows(source('files', 'users')) }}
 
 ),
 
 renamed as (
 
     select
-        -- ids
-        load_seq,
-        load_id,
-        line_number,
-
-        -- strings
-        file_name,
-        file_sha256,
-        line_text,
-
-        -- booleans
-        line_bytes is not null as has_binary_line,
-
-        -- timestamps
-        loaded_at,
-
-        -- payload
-        line_json,
-        left(coalesce(line_text, '\x' || encode(substring(line_bytes from 1 for 250), 'hex')), 500) as raw_excerpt
+        {{ file_line_columns() }}
 
     from source
-
-),
-
-stripped as (
-
-    select
-        *,
-        regexp_replace(
-            case when line_number = 1 then regexp_replace(line_text, '^\uFEFF', '') else line_text end,
-            '\r$', ''
-        ) as clean_text
-    from renamed
 
 ),
 
@@ -74,7 +43,7 @@ parsed_json as (
             line_json,
             case when clean_text <> line_text then {{ null_safe_cast('clean_text', 'jsonb') }} end
         ) as value_json
-    from stripped
+    from renamed
 
 ),
 
@@ -103,10 +72,7 @@ classified as (
     select
         *,
         case
-            when not has_binary_line and coalesce({{ trim_ws('clean_text') }}, '') = '' then 'blank_line'
-            when has_binary_line then 'line_not_text'
-            when value_json is null then 'invalid_json'
-            when payload is null then 'json_not_object'
+            {{ file_line_reasons(format='ndjson') }}
             when user_id is null then 'missing_user_id'
             when location_id is null then 'missing_location'
         end as quarantine_reason

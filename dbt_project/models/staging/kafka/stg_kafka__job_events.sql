@@ -5,6 +5,8 @@
 -- computed exactly once, on the run after it lands. Every rule below depends on the row alone (the
 -- date range is judged against the row's own loaded_at, never now()), so a --full-refresh rebuilds
 -- identical rows. The unique index on load_seq turns a double insert into an error, not a duplicate.
+-- The message columns and the first six reasons are shared by every Kafka source (kafka_message_columns,
+-- kafka_message_reasons in macros/staging/per_row_models.sql); what follows them here is the job.
 -- JIT is off for this model: compiling its wide expression list costs more than it saves (measured 2x).
 
 {{
@@ -24,43 +26,14 @@ with
 
 source as (
 
-    select * from {{ source('kafka', 'jobs') }}
-    {% if is_incremental() -%}
-        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
-    {%- endif %}
+    {{ new_raw_rows(source('kafka', 'jobs')) }}
 
 ),
 
 renamed as (
 
     select
-        -- ids
-        load_seq,
-        kafka_topic || '-' || kafka_partition || '-' || kafka_offset as event_id,
-
-        -- strings
-        kafka_topic,
-        message_key,
-        message_value,
-
-        -- numerics
-        kafka_partition,
-        kafka_offset,
-
-        -- booleans
-        message_key_bytes is not null as has_binary_key,
-        message_value_bytes is not null as has_binary_value,
-
-        -- timestamps
-        kafka_timestamp as kafka_published_at,
-        loaded_at,
-
-        -- payload
-        message_value_json,
-        case when jsonb_typeof(message_value_json) = 'object' then message_value_json end as payload,
-        left(
-            coalesce(message_value, '\x' || encode(substring(message_value_bytes from 1 for 250), 'hex')), 500
-        ) as raw_excerpt
+        {{ kafka_message_columns() }}
 
     from source
     -- optimisation fence: payload is computed once per row, not once per reference below
@@ -116,12 +89,7 @@ classified as (
     select
         *,
         case
-            when message_value is null and not has_binary_value then 'null_value'
-            when message_value is null then 'value_not_text'
-            when message_value_json is null then 'invalid_json'
-            when payload is null then 'json_not_object'
-            when job_id is null then 'missing_job_id'
-            when has_binary_key or (message_key <> '' and message_key <> job_id) then 'key_mismatch'
+            {{ kafka_message_reasons(key='job_id') }}
             when user_id is null then 'missing_user_id'
             when location_id is null then 'missing_location'
             when revenue_absent then 'missing_revenue'

@@ -6,6 +6,9 @@
 -- Incremental, append-only on the raw arrival sequence, like stg_kafka__job_events: every rule depends
 -- on the row alone (the paid-at range is judged against the row's own loaded_at), so a --full-refresh
 -- rebuilds identical rows.
+--
+-- The message columns and the first six reasons are shared by every Kafka source (kafka_message_columns,
+-- kafka_message_reasons in macros/staging/per_row_models.sql); what follows them here is the payment.
 
 {{
     config(
@@ -24,43 +27,14 @@ with
 
 source as (
 
-    select * from {{ source('kafka', 'payments') }}
-    {% if is_incremental() -%}
-        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
-    {%- endif %}
+    {{ new_raw_rows(source('kafka', 'payments')) }}
 
 ),
 
 renamed as (
 
     select
-        -- ids
-        load_seq,
-        kafka_topic || '-' || kafka_partition || '-' || kafka_offset as event_id,
-
-        -- strings
-        kafka_topic,
-        message_key,
-        message_value,
-
-        -- numerics
-        kafka_partition,
-        kafka_offset,
-
-        -- booleans
-        message_key_bytes is not null as has_binary_key,
-        message_value_bytes is not null as has_binary_value,
-
-        -- timestamps
-        kafka_timestamp as kafka_published_at,
-        loaded_at,
-
-        -- payload
-        message_value_json,
-        case when jsonb_typeof(message_value_json) = 'object' then message_value_json end as payload,
-        left(
-            coalesce(message_value, '\x' || encode(substring(message_value_bytes from 1 for 250), 'hex')), 500
-        ) as raw_excerpt
+        {{ kafka_message_columns() }}
 
     from source
     -- optimisation fence: payload is computed once per row, not once per reference below
@@ -129,12 +103,7 @@ classified as (
     select
         *,
         case
-            when message_value is null and not has_binary_value then 'null_value'
-            when message_value is null then 'value_not_text'
-            when message_value_json is null then 'invalid_json'
-            when payload is null then 'json_not_object'
-            when payment_id is null then 'missing_payment_id'
-            when has_binary_key or (message_key <> '' and message_key <> payment_id) then 'key_mismatch'
+            {{ kafka_message_reasons(key='payment_id') }}
             when job_id is null then 'missing_job_id'
             when amount_absent and amount_minor_absent then 'missing_amount'
             -- both forms at once is ambiguous; a form that does not parse is unusable

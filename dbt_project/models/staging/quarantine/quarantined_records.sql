@@ -18,85 +18,25 @@ with
 
 job_events as (
 
-    select
-        'kafka.jobs' as source_name,
-        load_seq as raw_load_seq,
-        quarantine_reason,
-        event_id as raw_record_id,
-        raw_excerpt,
-        loaded_at
-    from {{ ref('stg_kafka__job_events') }}
-    where
-        not is_usable
-        {%- if is_incremental() %}
-            and load_seq > (
-                select coalesce(max(previous_run.raw_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'kafka.jobs'
-            )
-        {%- endif %}
+    {{ quarantined_rows_since_last_run('kafka.jobs', ref('stg_kafka__job_events'), kind='kafka') }}
 
 ),
 
 user_lines as (
 
-    select
-        'files.users' as source_name,
-        load_seq as raw_load_seq,
-        quarantine_reason,
-        load_id || ':' || line_number as raw_record_id,
-        raw_excerpt,
-        loaded_at
-    from {{ ref('stg_files__user_lines') }}
-    where
-        not is_usable
-        {%- if is_incremental() %}
-            and load_seq > (
-                select coalesce(max(previous_run.raw_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'files.users'
-            )
-        {%- endif %}
+    {{ quarantined_rows_since_last_run('files.users', ref('stg_files__user_lines'), kind='file') }}
 
 ),
 
 payment_events as (
 
-    select
-        'kafka.payments' as source_name,
-        load_seq as raw_load_seq,
-        quarantine_reason,
-        event_id as raw_record_id,
-        raw_excerpt,
-        loaded_at
-    from {{ ref('stg_kafka__payment_events') }}
-    where
-        not is_usable
-        {%- if is_incremental() %}
-            and load_seq > (
-                select coalesce(max(previous_run.raw_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'kafka.payments'
-            )
-        {%- endif %}
+    {{ quarantined_rows_since_last_run('kafka.payments', ref('stg_kafka__payment_events'), kind='kafka') }}
 
 ),
 
 service_lines as (
 
-    select
-        'files.services' as source_name,
-        load_seq as raw_load_seq,
-        quarantine_reason,
-        load_id || ':' || line_number as raw_record_id,
-        raw_excerpt,
-        loaded_at
-    from {{ ref('stg_files__service_lines') }}
-    where
-        not is_usable
-        {%- if is_incremental() %}
-            and load_seq > (
-                select coalesce(max(previous_run.raw_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = 'files.services'
-            )
-        {%- endif %}
+    {{ quarantined_rows_since_last_run('files.services', ref('stg_files__service_lines'), kind='file') }}
 
 ),
 
