@@ -224,7 +224,7 @@ def up() -> dict[str, str]:
     """Start what is not configured already and remember where everything is."""
     directory = state_dir()
     remembered = read_state_env()
-    environment = Settings.from_env(dict(os.environ))
+    environment = Settings.from_env(dict(os.environ), use_state=False)
     state: dict[str, str] = {}
 
     if postgres_answers(environment):
@@ -238,7 +238,8 @@ def up() -> dict[str, str]:
             log.info("starting the embedded PostgreSQL on 127.0.0.1:%d (data in %s)", port, server.pgdata)
             server.start()
         settings_pg = Settings.from_env(
-            {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres", "PGPASSWORD": ""}
+            {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres", "PGPASSWORD": ""},
+            use_state=False,
         )
         state["EMBEDDED_PGPORT"] = str(port)
         if not postgres_answers(settings_pg):

@@ -51,8 +51,14 @@ class Settings:
     sources_file: Path | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        source = {**read_state_env(), **(os.environ if env is None else env)}
+    def from_env(cls, env: Mapping[str, str] | None = None, *, use_state: bool = True) -> Settings:
+        """The environment, over what `make up` remembered, over the defaults. One exception: when `up` found
+        no server at the configured PGHOST:PGPORT and started an embedded one, that one is the database."""
+        state = read_state_env() if use_state else {}
+        source = {**state, **(os.environ if env is None else env)}
+        if state.get("EMBEDDED_PGPORT"):
+            source.update({name: state[name] for name in ("PGHOST", "PGPORT", "PGUSER") if name in state})
+            source.pop("PGPASSWORD", None)
 
         def text(name: str, default: str) -> str:
             return source.get(name) or default

@@ -23,7 +23,7 @@ DBT_PROJECT = ROOT / "dbt_project"
 
 def _base_settings() -> Settings:
     # Tests never read the demo's state file: only the environment and the defaults count.
-    return Settings.from_env(dict(os.environ))
+    return Settings.from_env(dict(os.environ), use_state=False)
 
 
 @pytest.fixture(scope="session")
