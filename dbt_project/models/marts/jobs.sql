@@ -36,10 +36,12 @@ users as (
 {% if is_incremental() -%}
     changed_jobs as (
 
-        select jobs.job_id
-        from jobs
+        -- (reads the staging tables, not the CTEs above: a CTE read twice is materialised whole, and the
+        -- final join would then sort every job instead of looking up the changed ones by index)
+        select staged_jobs.job_id
+        from {{ ref('stg_kafka__jobs') }} as staged_jobs
         where
-            jobs.last_event_load_seq > (
+            staged_jobs.last_event_load_seq > (
                 select coalesce(max(previous_run.last_event_load_seq), 0) from {{ this }} as previous_run
             )
 
@@ -47,7 +49,7 @@ users as (
 
         select current_jobs.job_id
         from {{ this }} as current_jobs
-        inner join users on current_jobs.user_id = users.user_id
+        inner join {{ ref('stg_files__users') }} as known_users on current_jobs.user_id = known_users.user_id
         where not current_jobs.has_known_user
 
     ),
