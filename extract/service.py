@@ -300,6 +300,9 @@ class DbtScheduler:
             str(project),
             "--profiles-dir",
             os.environ.get("DBT_PROFILES_DIR") or str(project),
+            # staging data tests that opt in check only the rows written since the last passing build
+            # (dbt_project/macros/tests/test_scope.sql); a caller's own --vars wins
+            *([] if "--vars" in self.extra_args else ["--vars", "{test_scope: recent}"]),
             *self.extra_args,
         ]
 

@@ -1,9 +1,11 @@
 """Incremental dbt models give exactly what a --full-refresh gives, whatever the arrival batches.
 
-Generated data arrives in several batches (produce part of the file, extract, `dbt build`, repeat),
-with a users file that grows into a second load, and with an old event replayed late: a lower offset
-of a partition lands in a later run than a higher one. Then every staging and mart table is compared
-row by row with a --full-refresh build over the same raw data.
+Generated data arrives in several batches (produce part of the files, extract, `dbt build`, repeat):
+jobs and payments topics, a users file that grows into a second load, a service catalogue whose second
+version changes prices, and an old event replayed late: a lower offset of a partition lands in a later run
+than a higher one. The incremental builds scope the per-row models' data tests to the new rows
+(test_scope: recent). Then every staging and mart table is compared row by row with a --full-refresh build
+over the same raw data.
 """
 
 from __future__ import annotations
@@ -30,13 +32,21 @@ TABLES = (
     "staging.stg_kafka__jobs",
     "staging.stg_files__user_lines",
     "staging.stg_files__users",
+    "staging.stg_kafka__payment_events",
+    "staging.stg_kafka__payments",
+    "staging.stg_files__service_lines",
+    "staging.stg_files__services",
     "staging.quarantined_records",
     "staging.quarantine_summary",
     "staging.schema_drift_keys",
     "marts.jobs",
     "marts.users",
     "marts.non_local_top_revenue",
+    "marts.job_payments",
+    "marts.revenue_reconciliation_by_category",
 )
+# How the incremental builds run (make build, the bench and the service do the same).
+SCOPED = ("--vars", "{test_scope: recent}")
 
 # A partition no producer writes to, for the hand-landed late replay.
 REPLAY_PARTITION = 97
@@ -51,6 +61,15 @@ def split_lines(path: Path, parts: int, out: Path) -> list[Path]:
         part.write_bytes(b"".join(lines[index * size : (index + 1) * size]))
         paths.append(part)
     return paths
+
+
+def raise_price(line: str) -> str:
+    """A catalogue line (SERVICENAME,CATEGORY,BASEPRICE) with its price raised by 1, when it has one."""
+    head, _, price = line.rstrip("\n").rpartition(",")
+    try:
+        return f"{head},{Decimal(price) + 1}\n"
+    except ArithmeticError:
+        return line
 
 
 def table_rows(pg: psycopg.Connection, table: str) -> list[tuple]:
@@ -80,6 +99,13 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.C
     data = tmp_path / "data"
     summary = generate_files(data, users=USERS, jobs=JOBS, seed=SEED)
     job_parts = split_lines(summary.jobs_path, JOB_BATCHES, tmp_path)
+    payment_parts = split_lines(data / "payments.kafka", JOB_BATCHES, tmp_path)
+    # The catalogue arrives twice: as generated, then with every price of its first services raised.
+    services_first = data / "services.csv"
+    services_second = tmp_path / "services.second.csv"
+    catalogue = services_first.read_text().splitlines(keepends=True)
+    raised = [raise_price(line) for line in catalogue[1:20]]
+    services_second.write_text("".join(catalogue[:1] + raised + catalogue[20:]))
     # The users file arrives twice: first its first half, later the whole file (a second load).
     users_lines = summary.users_path.read_bytes().splitlines(keepends=True)
     users_first = tmp_path / "users.first.ndjson"
@@ -88,11 +114,14 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.C
     replay_job = None
     for batch, part in enumerate(job_parts):
         run_cli(settings, "produce", str(part))
+        run_cli(settings, "produce", "--source", "payments", str(payment_parts[batch]))
         if batch == 0:
             run_cli(settings, "users", str(users_first))
+            run_cli(settings, "run", "--until-end", "services", env={"SERVICES_FILE": str(services_first)})
         if batch == JOB_BATCHES - 1:
             run_cli(settings, "users", str(summary.users_path))
-        run_cli(settings, "jobs", "--until-end")
+            run_cli(settings, "run", "--until-end", "services", env={"SERVICES_FILE": str(services_second)})
+        run_cli(settings, "run", "--until-end", "jobs", "payments")
         if batch == 0:
             # The replay partition's newest event (offset 10), far ahead in Kafka time, wins for this job.
             replay_job = pg.execute(
@@ -102,7 +131,7 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.C
         if batch == 1:
             # An older event of the same partition (offset 5) lands a run later: it must not win.
             land_replay_event(pg, settings.kafka_topic, replay_job, 5, "55.55")
-        run_dbt(settings, tmp_path, "build")
+        run_dbt(settings, tmp_path, "build", *SCOPED)
 
     winner = pg.execute(
         "select kafka_partition, kafka_offset, revenue, event_count, has_known_user from marts.jobs where job_id = %s",
@@ -119,12 +148,17 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.C
 
     incremental = {table: table_rows(pg, table) for table in TABLES}
     assert all(incremental[table] for table in TABLES if table != "marts.non_local_top_revenue")
+    # Both catalogue loads and every payment batch took part.
+    assert pg.execute("select count(distinct load_id) from staging.stg_files__service_lines").fetchone()[0] == 2
+    assert pg.execute("select count(*) from raw.payments").fetchone()[0] == sum(
+        len(part.read_bytes().splitlines()) for part in payment_parts
+    )
 
     run_dbt(settings, tmp_path, "build", "--full-refresh")
     for table in TABLES:
         assert table_rows(pg, table) == incremental[table], f"{table} differs after --full-refresh"
 
     # A run with nothing new changes nothing either.
-    run_dbt(settings, tmp_path, "build")
+    run_dbt(settings, tmp_path, "build", *SCOPED)
     for table in TABLES:
         assert table_rows(pg, table) == incremental[table], f"{table} changed on an empty incremental run"
