@@ -58,7 +58,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def settings(pg_server: Settings, broker: str) -> Iterator[Settings]:
     """Settings pointing at a brand-new database and a topic and group no other test uses."""
     name = f"elt_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(**_conninfo(pg_server, "postgres"), autocommit=True) as conn:
+    with psycopg.connect(**conninfo(pg_server, "postgres"), autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     yield dataclasses.replace(
         pg_server,
@@ -67,11 +67,11 @@ def settings(pg_server: Settings, broker: str) -> Iterator[Settings]:
         kafka_topic=f"jobs_{name}",
         kafka_group_id=f"group_{name}",
     )
-    with psycopg.connect(**_conninfo(pg_server, "postgres"), autocommit=True) as conn:
+    with psycopg.connect(**conninfo(pg_server, "postgres"), autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-def _conninfo(settings: Settings, database: str) -> dict[str, object]:
+def conninfo(settings: Settings, database: str) -> dict[str, object]:
     return {
         "host": settings.pg_host,
         "port": settings.pg_port,
@@ -142,5 +142,5 @@ def run_dbt(settings: Settings, tmp_path: Path, *args: str, check: bool = True) 
 
 @pytest.fixture
 def pg(settings: Settings) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(**_conninfo(settings, settings.pg_database), autocommit=True) as conn:
+    with psycopg.connect(**conninfo(settings, settings.pg_database), autocommit=True) as conn:
         yield conn

@@ -19,7 +19,7 @@ import yaml
 
 from extract.roles import GROUPS, LOGIN_USERS, create_roles
 from extract.settings import Settings
-from tests.conftest import ROOT, env_for, run_cli, run_dbt
+from tests.conftest import ROOT, conninfo, env_for, run_cli, run_dbt
 
 LOADER, TRANSFORMER, ANALYST = (LOGIN_USERS[group][0] for group in GROUPS)
 # Any value works: the test server trusts local TCP. The roles get one so LOGIN members are created.
@@ -96,7 +96,7 @@ def built(pg_server: Settings, broker: str, tmp_path_factory: pytest.TempPathFac
         kafka_topic=f"jobs_{name}",
         kafka_group_id=f"group_{name}",
     )
-    with psycopg.connect(**_admin(pg_server, "postgres"), autocommit=True) as conn:
+    with psycopg.connect(**conninfo(pg_server, "postgres"), autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     try:
         tmp = tmp_path_factory.mktemp("sec")
@@ -112,18 +112,8 @@ def built(pg_server: Settings, broker: str, tmp_path_factory: pytest.TempPathFac
         run_dbt(transformer, tmp, "build")
         yield settings
     finally:
-        with psycopg.connect(**_admin(pg_server, "postgres"), autocommit=True) as conn:
+        with psycopg.connect(**conninfo(pg_server, "postgres"), autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-def _admin(settings: Settings, database: str) -> dict[str, object]:
-    return {
-        "host": settings.pg_host,
-        "port": settings.pg_port,
-        "user": settings.pg_user,
-        "password": settings.pg_password or None,
-        "dbname": database,
-    }
 
 
 # -- roles --------------------------------------------------------------------------------------------
@@ -134,7 +124,7 @@ def test_each_login_user_acts_as_its_group_and_dbt_owns_what_it_builds(built: Se
     for user, group in zip((LOADER, TRANSFORMER, ANALYST), GROUPS, strict=True):
         with connect_as(built, user) as conn:
             assert conn.execute("select current_user").fetchone()[0] == group
-    with psycopg.connect(**_admin(built, built.pg_database), autocommit=True) as admin:
+    with psycopg.connect(**conninfo(built, built.pg_database), autocommit=True) as admin:
         owners = dict(
             admin.execute(
                 "select n.nspname || '.' || c.relname, pg_get_userbyid(c.relowner) from pg_class c"
@@ -184,7 +174,7 @@ def test_analyst_reads_marts_and_runs_lookups_only(built: Settings) -> None:
             "create schema sneaky",
         ):
             refused(conn, statement)
-    with psycopg.connect(**_admin(built, built.pg_database), autocommit=True) as admin:
+    with psycopg.connect(**conninfo(built, built.pg_database), autocommit=True) as admin:
         assert admin.execute("select count(*) from marts.jobs").fetchone()[0] == 4
 
 
@@ -263,7 +253,7 @@ def test_roles_are_idempotent_and_safe_in_parallel(settings: Settings, pg: psyco
         ).fetchone()
         assert granted == (True, False, True, False)
     finally:
-        with psycopg.connect(**_admin(settings, "postgres"), autocommit=True) as admin:
+        with psycopg.connect(**conninfo(settings, "postgres"), autocommit=True) as admin:
             admin.execute(f'drop database if exists "{other.pg_database}" with (force)')
 
 
@@ -289,7 +279,7 @@ def test_hostile_lookup_values_are_data_not_sql(built: Settings, kind: str) -> N
         expected_jobs = {"12"} if value == HOSTILE_LOCATION else set()
         listed = {line.split(" | ")[0].strip() for line in result.stdout.splitlines()[3:]}
         assert listed == expected_jobs, (value, result.stdout)
-    with psycopg.connect(**_admin(built, built.pg_database), autocommit=True) as admin:
+    with psycopg.connect(**conninfo(built, built.pg_database), autocommit=True) as admin:
         assert admin.execute("select count(*) from marts.jobs").fetchone()[0] == 4
         assert admin.execute("select location_id from marts.jobs where job_id = '12'").fetchone()[0] == (
             "';DROPTABLEMARTS.JOBS;--"
