@@ -41,20 +41,20 @@ create temp table if not exists kafka_batch (
     kafka_topic text,
     kafka_partition integer,
     kafka_offset bigint,
-    timestamp_ms bigint,
-    timestamp_type smallint,
+    kafka_timestamp timestamptz,
+    kafka_timestamp_type smallint,
     message_key text,
     message_key_bytes bytea,
     message_value text,
     message_value_bytes bytea,
-    value_is_json boolean,
+    json_text text,
     message_headers jsonb
 ) on commit delete rows
 """
 
 _COPY = (
-    "copy kafka_batch (kafka_topic, kafka_partition, kafka_offset, timestamp_ms, timestamp_type, message_key,"
-    " message_key_bytes, message_value, message_value_bytes, value_is_json, message_headers) from stdin"
+    "copy kafka_batch (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type, message_key,"
+    " message_key_bytes, message_value, message_value_bytes, json_text, message_headers) from stdin"
 )
 
 _INSERT = """
@@ -63,11 +63,8 @@ insert into {table} (
     message_key, message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers
 )
 select
-    kafka_topic, kafka_partition, kafka_offset,
-    case when timestamp_ms >= 0 then to_timestamp(timestamp_ms / 1000.0) end,
-    timestamp_type, message_key, message_key_bytes, message_value, message_value_bytes,
-    case when value_is_json then {json_cast} end,
-    message_headers
+    kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type,
+    message_key, message_key_bytes, message_value, message_value_bytes, {json_cast}, message_headers
 from kafka_batch
 where kafka_topic = %(topic)s
 order by kafka_partition, kafka_offset
@@ -93,25 +90,6 @@ class BatchResult:
     next_offsets: dict[tuple[str, int], int]
 
 
-def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
-    for message in messages:
-        key = split_payload(message.key, check_json=False)
-        value = split_payload(message.value)
-        yield (
-            message.topic,
-            message.partition,
-            message.offset,
-            message.timestamp,
-            message.timestamp_type,
-            key.text,
-            key.raw_bytes,
-            value.text,
-            value.raw_bytes,
-            value.is_json,
-            headers_json(message.headers),
-        )
-
-
 # What a ::jsonb cast raises for text Python's parser took: a number beyond numeric's range (DataError),
 # JSON nested deeper than the server's stack allows (StatementTooComplex, ProgramLimitExceeded).
 JSONB_REFUSED = (psycopg.DataError, psycopg.errors.StatementTooComplex, psycopg.errors.ProgramLimitExceeded)
@@ -125,8 +103,8 @@ _DIRECT_COPY = (
 )
 
 
-def _direct_rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
-    """Rows exactly as the INSERT ... SELECT of the staged path would write them."""
+def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
+    """One row per message in the raw table's column order, for the direct COPY and the staged path alike."""
     for message in messages:
         key = split_payload(message.key, check_json=False)
         value = split_payload(message.value)
@@ -187,7 +165,7 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
     try:
         with cur.connection.transaction():
             with cur.copy(sql.SQL(_DIRECT_COPY).format(table=table_identifier(table))) as copy:
-                for row in _direct_rows(messages):
+                for row in _rows(messages):
                     copy.write_row(row)
             return cur.rowcount
     except (psycopg.errors.UniqueViolation, *JSONB_REFUSED) as error:
@@ -205,10 +183,10 @@ def _insert(cur: psycopg.Cursor, table: str, topic: str) -> int:
 
     try:
         with cur.connection.transaction():
-            cur.execute(statement("message_value::jsonb"), {"topic": topic})
+            cur.execute(statement("json_text::jsonb"), {"topic": topic})
     except JSONB_REFUSED:
         log.info("a value in this batch parses as JSON in Python but not as jsonb; casting row by row")
-        cur.execute(statement("raw.try_jsonb(message_value)"), {"topic": topic})
+        cur.execute(statement("raw.try_jsonb(json_text)"), {"topic": topic})
     return cur.rowcount
 
 
