@@ -24,7 +24,7 @@ DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
 DBT_VARS := --vars '{location: $(LOCATION)}'
 
 .PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer \
-	lookup demo test pytest lint clean roles sources-check
+	lookup demo test test-quick pytest lint clean roles sources-check
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -98,8 +98,16 @@ lookup: setup ## latest jobs: make lookup KIND=location VALUE=LOC_1294
 
 demo: up reset generate produce extract build answer ## everything end to end on the embedded default
 
-pytest: setup chromium ## the pytest suite (starts its own broker; uses PGHOST:PGPORT or an embedded server)
-	$(PY) -m pytest
+# The quick tests (every room's own tests) run first and stop at the first failure; then the slow ones
+# (dbt, end to end, faults). Markers are declared in pyproject.toml.
+QUICK := not slow and not faults
+
+pytest: setup chromium ## the pytest suite: quick tests first (fail fast), then end-to-end and faults
+	$(PY) -m pytest -m "$(QUICK)" -x
+	$(PY) -m pytest -m "not ($(QUICK))"
+
+test-quick: setup ## the quick tests alone: every room's unit and fast tests, no dbt, e2e or fault suites
+	$(PY) -m pytest -m "$(QUICK)" -x
 
 sources-check: setup ## fail when dbt's generated sources files drift from sources.yml (fix: extract sources --write)
 	$(PY) -m extract sources --check
@@ -149,10 +157,10 @@ chromium: ## install headless Chromium (apt-get) unless it is already there
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
 		|| { echo "chromium is missing and cannot be installed here: apt-get install chromium" >&2; exit 1; }
 
-# -- fault injection: tests/test_faults.py alone (also part of `make pytest`), then its table ----------
+# -- fault injection: tests/faults/test_faults.py alone (also part of `make pytest`), then its table ----------
 FAULTS_RESULTS ?= docs/fault-injection.json
 .PHONY: faults
 
 faults: setup ## the fault-injection suite alone (~6 min), then its table (also in docs/fault-injection.md)
 	@status=0; FAULTS_RESULTS=$(CURDIR)/$(FAULTS_RESULTS) $(PY) -m pytest -m faults -p no:cacheprovider || status=$$?; \
-	$(PY) tests/fault_report.py $(FAULTS_RESULTS) --markdown docs/fault-injection.md; exit $$status
+	$(PY) tests/faults/fault_report.py $(FAULTS_RESULTS) --markdown docs/fault-injection.md; exit $$status

@@ -1,1 +1,12 @@
-"""Thin extractors that land the users file and the jobs topic in Postgres' raw schema, as they arrived."""
+"""Extract and load for the jobs ELT: land every source as it arrived in PostgreSQL's raw schema, for dbt.
+
+One sub-package per role, imports running one way only (tests/architecture/test_import_direction.py):
+
+    cli.py         the command line; the only module that imports every room
+    operations/    running and watching the pipeline: service, dbt scheduler, status, audit, reports
+    landing/       the product's core flow: Kafka consumer, raw sink, payload rules, file loader, producer
+    core/          what every room shares: settings, sources.yml, database access, logging, progress bars
+    local/         the embedded default (PostgreSQL + Tansu), reset and roles: used by cli, tests and bench
+    sample_data/   the messy demo data generators: used by cli, tests and bench
+    sql/           the raw layer's DDL and the roles, run by core/db.py and local/roles.py
+"""

@@ -16,15 +16,17 @@ import psycopg
 from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
-from extract import db, progress, report, services
-from extract.audit import RunAudit
-from extract.file_loader import FileLoadResult, FileSourceError, load_file
-from extract.kafka_extractor import ExtractError, KafkaExtractor, run_kafka_sources
-from extract.logs import setup_logging
-from extract.observe import ExtractObserver
-from extract.producer import ProduceError, produce_file
-from extract.settings import Settings
-from extract.sources_config import FileSource, KafkaSource, SourcesConfigError
+from extract.core import db, progress
+from extract.core.logs import setup_logging
+from extract.core.settings import Settings
+from extract.core.sources_config import FileSource, KafkaSource, SourcesConfigError
+from extract.landing.file_loader import FileLoadResult, FileSourceError, load_file
+from extract.landing.kafka_extractor import ExtractError, ExtractObserver, KafkaExtractor, run_kafka_sources
+from extract.landing.producer import ProduceError, produce_file
+from extract.local import embedded
+from extract.operations import answers
+from extract.operations.audit import RunAudit
+from extract.operations.progress import ExtractProgress
 
 log = logging.getLogger("extract")
 
@@ -33,7 +35,7 @@ EXPECTED_ERRORS = (
     ProduceError,
     FileSourceError,
     SourcesConfigError,
-    services.ServiceError,
+    embedded.ServiceError,
     psycopg.Error,
     DBAPIError,
     KafkaError,
@@ -42,7 +44,7 @@ EXPECTED_ERRORS = (
 
 
 def _generate(args: argparse.Namespace, _settings: Settings) -> int:
-    from extract.generate import generate_files  # noqa: PLC0415 - only this command needs it
+    from extract.sample_data.jobs import generate_files  # noqa: PLC0415 - only this command needs it
 
     summary = generate_files(Path(args.out), users=args.users, jobs=args.jobs, seed=args.seed)
     print(
@@ -89,7 +91,7 @@ def _extract_observers(settings: Settings, command: str, until_end: bool) -> lis
     """The audit row of every run, and a progress bar when draining at a terminal."""
     observers: list[ExtractObserver] = [RunAudit(settings, command if until_end else f"{command} (service)")]
     if until_end and progress.enabled():
-        observers.append(progress.ExtractProgress(command))
+        observers.append(ExtractProgress(command))
     return observers
 
 
@@ -134,7 +136,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _roles(_args: argparse.Namespace, settings: Settings) -> int:
-    from extract.roles import GROUPS, create_roles  # noqa: PLC0415
+    from extract.local.roles import GROUPS, create_roles  # noqa: PLC0415
 
     users = create_roles(settings)
     print(f"roles {', '.join(GROUPS)} ready in {settings.pg_database!r}; login users: {', '.join(users) or 'none'}")
@@ -153,14 +155,14 @@ def _env(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _up(_args: argparse.Namespace, _settings: Settings) -> int:
-    state = services.up()
+    state = embedded.up()
     for name in ("PGHOST", "PGPORT", "PGDATABASE", "KAFKA_BOOTSTRAP_SERVERS"):
         print(f"{name}={state[name]}")
     return 0
 
 
 def _down(_args: argparse.Namespace, _settings: Settings) -> int:
-    services.down()
+    embedded.down()
     return 0
 
 
@@ -171,29 +173,29 @@ def _reset(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    from extract.resetting import reset_everything  # noqa: PLC0415
+    from extract.local.reset import reset_everything  # noqa: PLC0415
 
     reset_everything(settings)
     return 0
 
 
 def _answer(_args: argparse.Namespace, settings: Settings) -> int:
-    location, rows = report.top_revenue(db.make_engine(settings))
+    location, rows = answers.top_revenue(db.make_engine(settings))
     headers = ["rank", "user_id", "home_location", "total_revenue", "jobs"]
     print(f"Top non-local users by revenue at {location or '(no rows)'}")
-    print(report.format_table(headers, rows))
+    print(answers.format_table(headers, rows))
     return 0
 
 
 def _lookup(args: argparse.Namespace, settings: Settings) -> int:
-    headers, rows = report.lookup(db.make_engine(settings), args.kind, args.value)
+    headers, rows = answers.lookup(db.make_engine(settings), args.kind, args.value)
     print(f"Latest jobs for {args.kind} {args.value!r}")
-    print(report.format_table(headers, rows))
+    print(answers.format_table(headers, rows))
     return 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from extract import status  # noqa: PLC0415
+    from extract.operations import status  # noqa: PLC0415
 
     current = status.collect(settings)
     print(json.dumps(current, indent=2, default=str) if args.json else status.render(current))
@@ -201,7 +203,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from extract import service  # noqa: PLC0415 - only the service needs prometheus_client
+    from extract.operations import service  # noqa: PLC0415 - only the service needs prometheus_client
 
     config = settings.sources()
     names = args.sources or ["jobs"]
@@ -215,7 +217,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from extract import service  # noqa: PLC0415
+    from extract.operations import service  # noqa: PLC0415
 
     options = service.ServiceSettings.from_env()
     if args.dbt_interval is not None:
@@ -226,14 +228,14 @@ def _schedule(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from extract.html_report import write_report  # noqa: PLC0415
+    from extract.operations.html_report import write_report  # noqa: PLC0415
 
     print(f"wrote {write_report(settings, Path(args.out))}")
     return 0
 
 
 def _sources(args: argparse.Namespace, settings: Settings) -> int:
-    from extract import dbt_sources  # noqa: PLC0415 - only this command needs it
+    from extract.operations import dbt_sources  # noqa: PLC0415 - only this command needs it
 
     config = dbt_sources.load_for_dbt(settings.sources_file)
     if args.write:
@@ -320,7 +322,7 @@ def _add_query_commands(commands: argparse._SubParsersAction) -> None:
     )
 
     lookup = commands.add_parser("lookup", help="latest 5 jobs for a location or a service")
-    lookup.add_argument("kind", choices=sorted(report.LOOKUPS))
+    lookup.add_argument("kind", choices=sorted(answers.LOOKUPS))
     lookup.add_argument("value")
     lookup.set_defaults(handler=_lookup)
 

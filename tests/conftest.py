@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from extract import services
-from extract.settings import Settings
+from extract.core.settings import Settings
+from extract.local import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = ROOT / "dbt_project"
@@ -29,10 +29,10 @@ def _base_settings() -> Settings:
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = _base_settings()
-    if services.postgres_answers(settings):
+    if embedded.postgres_answers(settings):
         yield settings
         return
-    server = services.EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata", services.free_port())
+    server = embedded.EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata", embedded.free_port())
     server.init()
     server.start()
     try:
@@ -45,8 +45,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.start_tansu(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
+    port = embedded.free_port()
+    process = embedded.start_tansu(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -82,7 +82,7 @@ def conninfo(settings: Settings, database: str) -> dict[str, object]:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    """The process environment that makes the CLI and dbt talk to the test's services."""
+    """The process environment that makes the CLI and dbt talk to the test's embedded."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PG", "KAFKA_"))}
     env.update(settings.dbt_env())
     env.update(

@@ -7,7 +7,7 @@
     Raw rows that landed after the staging model was built (the extractor keeps loading while dbt runs)
     are not yet expected anywhere: only raw rows up to the highest load_seq the staging model has seen
     are checked. That prefix is exact because each raw table has one writer at a time, so load_seq
-    values become visible in order (extract/raw_sink.py); a row missing below it still fails the test.
+    values become visible in order (extract/landing/raw_sink.py); a row missing below it still fails the test.
 -#}
 {% test raw_equals_staged_plus_quarantined(model, staged_model, quarantine_model, quarantine_source_name) %}
     with

@@ -1,0 +1,101 @@
+"""Postgres connections (SQLAlchemy engine over psycopg 3) and the raw schema."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL
+
+from extract.core.settings import Settings
+from extract.core.sources_config import SourcesConfig
+
+
+def database_url(settings: Settings, database: str | None = None) -> URL:
+    return URL.create(
+        "postgresql+psycopg",
+        username=settings.pg_user,
+        password=settings.pg_password or None,
+        host=settings.pg_host,
+        port=settings.pg_port,
+        database=database or settings.pg_database,
+    )
+
+
+def make_engine(settings: Settings, database: str | None = None) -> Engine:
+    return create_engine(
+        database_url(settings, database),
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "application_name": "jobs-elt"},
+    )
+
+
+def connect(settings: Settings, database: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+    """A plain driver connection, for COPY and for work that spans one explicit transaction."""
+    return psycopg.connect(
+        host=settings.pg_host,
+        port=settings.pg_port,
+        user=settings.pg_user,
+        password=settings.pg_password or None,
+        dbname=database or settings.pg_database,
+        connect_timeout=10,
+        application_name="jobs-elt",
+        autocommit=autocommit,
+    )
+
+
+def sql_file(name: str) -> str:
+    """A DDL file of extract/sql/, the one folder of SQL the Python side runs."""
+    return resources.files("extract").joinpath("sql", name).read_text()
+
+
+def table_identifier(qualified_name: str) -> sql.Identifier:
+    schema, _, table = qualified_name.rpartition(".")
+    return sql.Identifier(schema, table)
+
+
+_RAW_LAYER_PRESENT = (
+    "select to_regprocedure('raw.try_jsonb(text)') is not null"
+    " and (select bool_and(to_regclass(name) is not null) from unnest(%s::text[]) as name)"
+)
+
+
+def ensure_raw_schema(conn: psycopg.Connection, config: SourcesConfig) -> None:
+    """Create the raw layer and a table for every declared source if missing; serialised so that
+    concurrent extractors do not race on DDL."""
+    shapes = {"kafka": sql_file("raw_kafka_table.sql"), "file": sql_file("raw_file_table.sql")}
+    tables = ["raw.kafka_offsets", "raw.file_loads", "raw.extract_runs", "raw.file_load_attempts"]
+    tables += [source.raw_table for source in config.sources]
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
+        if conn.execute(_RAW_LAYER_PRESENT, (tables,)).fetchone()[0]:
+            # Nothing missing: no DDL, so a least-privilege loader (extract/sql/roles.sql), which may not run
+            # any, works once `python -m extract roles` has created the raw layer for it.
+            return
+        conn.execute(sql_file("schema.sql"))
+        for source in config.sources:
+            conn.execute(sql.SQL(shapes[source.kind]).format(table=table_identifier(source.raw_table)))
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create PGDATABASE when the server does not have it yet."""
+    with connect(settings, "postgres", autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (settings.pg_database,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.pg_database)))
+
+
+_AUDIT_TABLES_PRESENT = (
+    "select to_regclass('raw.extract_runs') is not null and to_regclass('raw.file_load_attempts') is not null"
+)
+
+
+def ensure_audit_tables(conn: psycopg.Connection) -> None:
+    """The audit tables live in schema.sql with the rest of the raw DDL; run it when they are missing
+    (a database created before the audit existed)."""
+    if not conn.execute(_AUDIT_TABLES_PRESENT).fetchone()[0]:
+        with conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
+            conn.execute(sql_file("schema.sql"))  # the one DDL file of the raw layer

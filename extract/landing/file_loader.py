@@ -1,0 +1,265 @@
+"""Lands every line of a file source in its raw table: one load per distinct file content, all or nothing."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from extract.core import db
+from extract.core.progress import Bar
+from extract.core.settings import Settings
+from extract.core.sources_config import FileSource, SourcesConfig
+from extract.landing.payload import Payload, jsonb_accepts, split_payload
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+class FileSourceError(RuntimeError):
+    """The file as a whole cannot be loaded; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class FileLoadResult:
+    source: str
+    file_name: str
+    load_id: int
+    lines: int
+    file_sha256: str
+    already_loaded: bool
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    """Lines split on LF only; CR, BOM and a last line without LF stay as they are (raw means raw)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            yield line[:-1] if line.endswith(b"\n") else line
+
+
+def _ndjson_view(payload: Payload, header: list[str] | None) -> str | None:
+    return payload.text if payload.is_json else None
+
+
+def _key_value_view(payload: Payload, header: list[str] | None) -> str | None:
+    _, separator, value = (payload.text or "").partition("|")
+    return value if separator and jsonb_accepts(value) else None
+
+
+def _csv_view(payload: Payload, header: list[str] | None) -> str | None:
+    try:
+        rows = list(csv.reader([(payload.text or "").removesuffix("\r")], strict=True))
+    except csv.Error:
+        return None
+    if header is None or len(rows) != 1 or len(rows[0]) != len(header):
+        return None
+    return json.dumps(dict(zip(header, rows[0], strict=True)))
+
+
+# The JSON text stored beside a line: the line itself (ndjson), the value after the first `|`
+# (key_value_lines), or the CSV row as an object keyed by the header.
+_JSON_VIEWS: dict[str, Callable[[Payload, list[str] | None], str | None]] = {
+    "ndjson": _ndjson_view,
+    "key_value_lines": _key_value_view,
+    "csv": _csv_view,
+}
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    with path.open("rb") as handle:
+        first = handle.readline().removesuffix(b"\n").removesuffix(b"\r").removeprefix(b"\xef\xbb\xbf")
+    try:
+        rows = list(csv.reader([first.decode("utf-8")], strict=True))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    header = [name.strip() for name in rows[0]] if rows else []
+    return header if header and all(header) and len(set(header)) == len(header) else None
+
+
+_BATCH_TABLE = """
+create temp table if not exists file_batch (
+    line_number bigint,
+    line_text text,
+    line_bytes bytea,
+    json_text text
+) on commit drop
+"""
+
+_INSERT = """
+insert into {table} (load_id, file_name, file_sha256, line_number, line_text, line_bytes, line_json)
+select %(load_id)s, %(file_name)s, %(sha)s, line_number, line_text, line_bytes, {json_cast}
+from file_batch
+order by line_number
+"""
+
+
+def _validate(path: Path) -> None:
+    if not path.exists():
+        raise FileSourceError(f"file not found: {path}")
+    if not path.is_file():
+        raise FileSourceError(f"not a regular file: {path}")
+
+
+def load_file(
+    settings: Settings, source: FileSource, path: Path, config: SourcesConfig | None = None
+) -> FileLoadResult:
+    """Land `path`, and record the attempt (loaded, duplicate or failed) in raw.file_load_attempts."""
+    started_at = utcnow()
+    try:
+        result = _load_file(settings, source, path, config)
+    except (FileSourceError, psycopg.Error, OSError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        record_file_attempt(
+            settings, source=source.name, path=path, started_at=started_at, outcome="failed", error=message
+        )
+        raise
+    record_file_attempt(
+        settings,
+        source=source.name,
+        path=path,
+        started_at=started_at,
+        outcome="duplicate" if result.already_loaded else "loaded",
+        sha256=result.file_sha256,
+        file_bytes=path.stat().st_size,
+        rows=0 if result.already_loaded else result.lines,
+        load_id=result.load_id,
+    )
+    return result
+
+
+def _load_file(
+    settings: Settings, source: FileSource, path: Path, config: SourcesConfig | None = None
+) -> FileLoadResult:
+    _validate(path)
+    sha, size = file_digest(path)
+    if size == 0:
+        raise FileSourceError(f"file is empty: {path}")
+    header = _csv_header(path) if source.format == "csv" else None
+    if source.format == "csv" and header is None:
+        raise FileSourceError(f"{path}: the first line is not a CSV header of distinct, non-empty names")
+    with db.connect(settings) as conn:
+        db.ensure_raw_schema(conn, config or settings.sources())
+        with conn.transaction():
+            # One loader at a time per source, so the same content racing in twice is still one load.
+            conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.file_load.' || %s))", (source.name,))
+            existing = conn.execute(
+                "select load_id, line_count from raw.file_loads where source_name = %s and file_sha256 = %s",
+                (source.name, sha),
+            ).fetchone()
+            if existing:
+                log.info("%s: this content is already load %d of %s; nothing to do", path, existing[0], source.name)
+                return FileLoadResult(source.name, str(path), existing[0], existing[1], sha, already_loaded=True)
+            load_id = conn.execute(
+                "insert into raw.file_loads (source_name, file_name, file_sha256, file_bytes, line_count)"
+                " values (%s, %s, %s, %s, 0) returning load_id",
+                (source.name, str(path), sha, size),
+            ).fetchone()[0]
+            lines = _copy_lines(conn, source, path, header=header, load_id=load_id, sha=sha)
+            conn.execute("update raw.file_loads set line_count = %s where load_id = %s", (lines, load_id))
+    log.info("%s: loaded %d lines into %s as load %d", path, lines, source.raw_table, load_id)
+    return FileLoadResult(source.name, str(path), load_id, lines, sha, already_loaded=False)
+
+
+def _copy_lines(
+    conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
+) -> int:
+    """COPY the lines straight into the raw table (the fast path); when jsonb refuses a line Python's
+    parser accepted, a savepoint undoes that and the staged path (temp table, INSERT ... SELECT with a
+    row-by-row cast) lands the file instead. Either way all lines or none, in one transaction."""
+    target = db.table_identifier(source.raw_table)
+    copy_sql = sql.SQL(
+        "copy {table} (load_id, file_name, file_sha256, line_number, line_text, line_bytes, line_json) from stdin"
+    ).format(table=target)
+    try:
+        with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            constant = (load_id, str(path), sha)
+            lines = 0
+            for lines, payload, json_text in _payloads(source, path, header):
+                copy.write_row((*constant, lines, payload.text, payload.raw_bytes, json_text))
+        return lines
+    except psycopg.errors.DataError:
+        log.info("a line parses as JSON in Python but not as jsonb; loading through the staged path")
+    return _copy_lines_staged(conn, source, path, header=header, load_id=load_id, sha=sha)
+
+
+def _payloads(source: FileSource, path: Path, header: list[str] | None) -> Iterator[tuple[int, Payload, str | None]]:
+    lines = 0
+    with Bar(path.stat().st_size, f"load {path.name}", unit="B") as bar:
+        json_view = _JSON_VIEWS[source.format]
+        for lines, line in enumerate(iter_lines(path), start=1):
+            bar.update(len(line) + 1)
+            payload = split_payload(line, check_json=source.format == "ndjson")
+            is_header = header is not None and lines == 1
+            yield lines, payload, None if payload.text is None or is_header else json_view(payload, header)
+
+
+def _copy_lines_staged(
+    conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
+) -> int:
+    conn.execute(_BATCH_TABLE)
+    lines = 0
+    with conn.cursor() as cur:
+        with cur.copy("copy file_batch (line_number, line_text, line_bytes, json_text) from stdin") as copy:
+            for lines, payload, json_text in _payloads(source, path, header):
+                copy.write_row((lines, payload.text, payload.raw_bytes, json_text))
+        params = {"load_id": load_id, "file_name": str(path), "sha": sha}
+
+        def statement(json_cast: str) -> sql.Composed:
+            return sql.SQL(_INSERT).format(table=db.table_identifier(source.raw_table), json_cast=sql.SQL(json_cast))
+
+        try:
+            with conn.transaction():
+                cur.execute(statement("json_text::jsonb"), params)
+        except psycopg.errors.DataError:
+            log.info("a line parses as JSON in Python but not as jsonb; casting row by row")
+            cur.execute(statement("raw.try_jsonb(json_text)"), params)
+    return lines
+
+
+def record_file_attempt(
+    settings: Settings,
+    *,
+    source: str,
+    path: Path,
+    started_at: datetime,
+    outcome: str,
+    sha256: str | None = None,
+    file_bytes: int | None = None,
+    rows: int = 0,
+    load_id: int | None = None,
+    error: str | None = None,
+) -> None:
+    """One row in raw.file_load_attempts; best effort (a failed load may be failing for want of a database)."""
+    try:
+        with db.connect(settings, autocommit=True) as conn:
+            db.ensure_audit_tables(conn)
+            conn.execute(
+                "insert into raw.file_load_attempts (source_name, file_name, file_sha256, file_bytes, rows_loaded,"
+                " outcome, load_id, error, started_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (source, str(path), sha256, file_bytes, rows, outcome, load_id, error, started_at),
+            )
+    except psycopg.Error as failure:
+        log.warning("could not record the %s load of %s: %s", outcome, path, " ".join(str(failure).split()))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,447 @@
+"""Consumes Kafka sources as one consumer group and lands every message in its source's raw table.
+
+Postgres, not Kafka, holds the offsets of record: each batch and its offsets commit in one transaction,
+and on every (re)assignment the consumer seeks to what Postgres says. Kafka's group offsets are
+committed afterwards as a courtesy to lag-monitoring tools only.
+
+Whatever watches the loop without steering it (the audit trail, metrics and health, the progress bar) is an
+ExtractObserver; an observer's failure is logged and swallowed: watching must never stop or slow the landing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError, OffsetOutOfRangeError
+
+from extract.core import db
+from extract.core.settings import Settings
+from extract.core.sources_config import KafkaSource, SourcesConfig
+from extract.landing.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A member left with no partitions waits this long for a rebalance to hand it some before `--until-end`
+# calls it done: a group leader that lacks metadata for another member's topic first assigns it nothing.
+EMPTY_ASSIGNMENT_GRACE_S = 8.0
+
+# kafka-python (3.0.12) busy-loops inside poll() while a broker holds a request without answering (a
+# frozen or partitioned broker): poll caps its wait by the heartbeat deadline, which is then overdue, i.e. 0.
+# An empty poll that burnt this share of its wall time in CPU is that loop; the extractor then polls briefly
+# and sleeps in between until the broker answers again (a healthy empty poll costs about 1%).
+SPIN_CPU_SHARE = 0.2
+SPIN_SLICE_MS = 200
+SPIN_POLL_MS = 50
+SPIN_BACKOFF_S = 1.0
+
+
+def _transient(error: psycopg.Error) -> bool:
+    """Connection trouble, a server shutting down or starting, a deadlock or serialization failure."""
+    sqlstate = error.sqlstate or ""
+    return sqlstate.startswith(("08", "57P", "40")) or isinstance(error, psycopg.errors.TransactionRollback)
+
+
+class ExtractError(RuntimeError):
+    """The extractor cannot go on; the message says why in one line."""
+
+
+class ExtractObserver:
+    """Every method is optional; all run on the extractor's own thread (the consumer is not thread-safe)."""
+
+    def on_start(self, extractor: KafkaExtractor, until_end: bool) -> None:
+        """The raw schema exists; the consumer is about to be created."""
+
+    def on_poll(self, extractor: KafkaExtractor) -> None:
+        """After every poll, with or without messages (and after the batch, if there was one)."""
+
+    def on_batch(
+        self,
+        extractor: KafkaExtractor,
+        polled: Mapping[TopicPartition, Sequence[Any]],
+        result: BatchResult,
+        seconds: float,
+    ) -> None:
+        """A batch and its offsets committed in Postgres; `seconds` is the write's wall time."""
+
+    def on_db_error(self, extractor: KafkaExtractor, what: str, error: BaseException) -> None:
+        """A database operation failed and will be retried (or the budget is spent)."""
+
+    def on_end(self, extractor: KafkaExtractor, error: BaseException | None) -> None:
+        """The run is over: drained, stopped by a signal (error None) or failed (the error)."""
+
+
+def notify(observers: Sequence[ExtractObserver], event: str, *args: object) -> None:
+    for observer in observers:
+        try:
+            getattr(observer, event)(*args)
+        except Exception:
+            log.warning("observer %s failed in %s; ignored", type(observer).__name__, event, exc_info=True)
+
+
+@dataclass
+class ExtractStats:
+    messages: int = 0
+    inserted: int = 0
+    payload_bytes: int = 0
+    batches: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def add(self, result: BatchResult) -> None:
+        self.messages += result.messages
+        self.inserted += result.inserted
+        self.payload_bytes += result.payload_bytes
+        self.batches += 1
+
+    def merge(self, other: ExtractStats) -> None:
+        self.messages += other.messages
+        self.inserted += other.inserted
+        self.payload_bytes += other.payload_bytes
+        self.batches += other.batches
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started_at
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, extractor: KafkaExtractor) -> None:
+        self._extractor = extractor
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Each batch is committed before the next poll, so there is nothing in flight to flush.
+        if revoked:
+            log.info("partitions revoked: %s", _describe(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._extractor.on_assigned(assigned)
+
+
+def _describe(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions))
+
+
+class KafkaExtractor:
+    """One consumer (one member of the group) subscribed to the topics of `sources`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sources: Sequence[KafkaSource] | None = None,
+        stop: threading.Event | None = None,
+        config: SourcesConfig | None = None,
+        observers: Sequence[ExtractObserver] = (),
+    ) -> None:
+        self.settings = settings
+        self.observers = list(observers)
+        self.config = config or settings.sources()
+        self.sources = list(sources) if sources is not None else [self.config.get("jobs")]  # type: ignore[list-item]
+        self.tables = {source.topic: source.raw_table for source in self.sources}
+        self.stop = stop or threading.Event()
+        self.stats = ExtractStats()
+        self._conn: psycopg.Connection | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._topic_ids: dict[str, str | None] = {}
+        self._targets: dict[TopicPartition, int] = {}
+        self._confirmed: set[TopicPartition] = set()
+        self._assigned_once = False
+        self._assigned_at = 0.0
+        self._spinning = False
+
+    # -- database -------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.settings)
+        return self._conn
+
+    def _with_db_retry(self, what: str, action: Callable[[psycopg.Connection], T]) -> T:
+        """Run `action(conn)`; on a lost connection reconnect with backoff until the retry budget is spent.
+
+        A failed transaction rolled back as a whole, so running it again is safe and exact."""
+        deadline = time.monotonic() + self.settings.db_retry_budget_s
+        delay = 0.5
+        while True:
+            try:
+                return action(self._connection())
+            except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as error:
+                notify(self.observers, "on_db_error", self, what, error)
+                lost = self._conn is None or self._conn.closed or self._conn.broken
+                if self._conn is not None:
+                    self._conn.close()
+                if not (lost or _transient(error)):
+                    # A deterministic refusal (a limit, a privilege) would fail the same way on every retry.
+                    raise ExtractError(f"database refused {what}: {error}".strip()) from error
+                if time.monotonic() + delay > deadline:
+                    raise ExtractError(f"database unreachable while {what}: {error}".strip()) from error
+                log.warning("database error while %s (%s); retrying in %.1fs", what, str(error).strip(), delay)
+                if self.stop.wait(delay):
+                    raise ExtractError(f"stopped while waiting for the database ({what})") from error
+                delay = min(delay * 2, 10.0)
+
+    # -- kafka ----------------------------------------------------------------------------------
+
+    def _make_consumer(self) -> KafkaConsumer:
+        try:
+            return KafkaConsumer(
+                group_id=self.settings.kafka_group_id,
+                client_id="jobs-elt-extractor",
+                enable_auto_commit=False,
+                # Postgres holds the offsets; a position Kafka no longer has is an error, not a silent reset.
+                auto_offset_reset="none",
+                session_timeout_ms=6_000,
+                heartbeat_interval_ms=1_000,
+                max_poll_interval_ms=max(300_000, int(self.settings.db_retry_budget_s * 1000) + 60_000),
+                fetch_max_bytes=64 * 1024 * 1024,
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+                **self.settings.kafka_client_config(),
+            )
+        except KafkaError as error:
+            raise ExtractError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {error}") from error
+
+    def _check_topic_ids(self) -> None:
+        """Compare each topic's broker id (Kafka 2.8+ and Tansu have one) with the id its offsets were
+        stored under: a recreated topic restarts at offset 0, and resuming would skip its messages."""
+        try:
+            admin = KafkaAdminClient(client_id="jobs-elt-extractor-admin", **self.settings.kafka_client_config())
+        except KafkaError as error:
+            raise ExtractError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {error}") from error
+        try:
+            described = admin.describe_topics(list(self.tables))
+        except KafkaError:
+            described = []
+        finally:
+            admin.close()
+        for topic_description in described:
+            topic, topic_id = topic_description.get("name"), topic_description.get("topic_id")
+            if topic not in self.tables or not topic_id or set(str(topic_id)) <= {"0", "-"}:
+                continue
+            topic_id = str(topic_id)
+            known = self._with_db_retry("reading stored topic ids", lambda conn, t=topic: stored_topic_ids(conn, t))
+            if known and topic_id not in known:
+                raise ExtractError(
+                    f"topic {topic!r} now has id {topic_id} but the offsets in Postgres belong to"
+                    f" {', '.join(sorted(known))}: the topic was recreated. Reset with"
+                    " `python -m extract reset --yes` or use a new topic name"
+                )
+            self._topic_ids[topic] = topic_id
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned_once = True
+        self._assigned_at = time.monotonic()
+        # This runs on kafka-python's IO thread, where blocking Kafka calls are not allowed:
+        # the drain targets of these partitions are looked up from the main loop instead.
+        self._targets = {}
+        self._confirmed = set()
+        if not assigned:
+            log.info("no partitions assigned to this member")
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = self._with_db_retry(
+            "reading stored offsets",
+            lambda conn: stored_offsets(conn, [(tp.topic, tp.partition) for tp in assigned]),
+        )
+        for tp in sorted(assigned):
+            if (tp.topic, tp.partition) in offsets:
+                consumer.seek(tp, offsets[(tp.topic, tp.partition)])
+            else:
+                consumer.seek_to_beginning(tp)
+        log.info(
+            "partitions assigned: %s; resuming at %s",
+            _describe(assigned),
+            {f"{tp.topic}[{tp.partition}]": offsets.get((tp.topic, tp.partition), 0) for tp in sorted(assigned)},
+        )
+
+    def _check_not_beyond_end(self, tp: TopicPartition) -> None:
+        """A stored offset past the partition's end means the topic was recreated or truncated; reading
+        on would silently skip the new messages, so stop loudly instead."""
+        consumer = self._consumer
+        assert consumer is not None
+        highwater = consumer.highwater(tp)
+        if highwater is not None and consumer.position(tp) > highwater:
+            raise ExtractError(
+                f"the offset stored in Postgres for {tp.topic}[{tp.partition}] ({consumer.position(tp)}) is beyond"
+                f" the partition's end ({highwater}): the topic was recreated or truncated. Reset with"
+                " `python -m extract reset --yes` or use a new topic name"
+            )
+
+    def _drained(self) -> bool:
+        """True when every assigned partition has reached the end it had when this run began.
+
+        That end is the larger of the listed end offset and the first high watermark a fetch reports:
+        some Kafka-compatible brokers (Tansu) list a stale end offset, while fetch responses carry the
+        real one. Later watermarks do not move it, so a busy topic still lets `--until-end` finish."""
+        consumer = self._consumer
+        assert consumer is not None
+        if not self._assigned_once:
+            return False
+        assignment = consumer.assignment()
+        if not assignment:
+            return time.monotonic() - self._assigned_at >= EMPTY_ASSIGNMENT_GRACE_S
+        unlisted = [tp for tp in assignment if tp not in self._targets]
+        if unlisted:
+            self._targets.update(consumer.end_offsets(unlisted))
+        for tp in assignment:
+            self._check_not_beyond_end(tp)
+            if tp not in self._confirmed:
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    return False
+                self._targets[tp] = max(self._targets.get(tp, 0), highwater)
+                self._confirmed.add(tp)
+            if consumer.position(tp) < self._targets[tp]:
+                return False
+        return True
+
+    def _commit_to_kafka(self, result: BatchResult) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in result.next_offsets.items()
+        }
+        try:
+            consumer.commit_async(offsets)
+        except KafkaError as error:
+            log.debug("courtesy offset commit to Kafka failed: %s", error)
+
+    def _poll(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One poll of up to poll_timeout_ms, in slices short enough to notice quickly when the client
+        spins, and then backing off instead of burning a core until the broker answers again."""
+        consumer = self._consumer
+        assert consumer is not None
+        deadline = time.monotonic() + self.settings.poll_timeout_ms / 1000
+        while True:
+            timeout_ms = SPIN_POLL_MS if self._spinning else SPIN_SLICE_MS
+            timeout_ms = max(1, min(timeout_ms, int((deadline - time.monotonic()) * 1000)))
+            cpu, wall = time.process_time(), time.monotonic()
+            polled = consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.max_poll_records)
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            spinning = not polled and wall >= 0.04 and cpu > SPIN_CPU_SHARE * wall
+            if spinning != self._spinning:
+                if spinning:
+                    log.warning("the broker does not answer; waiting for it")
+                else:
+                    log.info("the broker answers again")
+                self._spinning = spinning
+            if spinning:
+                self.stop.wait(SPIN_BACKOFF_S)
+                return polled
+            if polled or time.monotonic() >= deadline or self.stop.is_set():
+                return polled
+
+    def run(self, *, until_end: bool = False) -> ExtractStats:
+        self._with_db_retry("creating the raw schema", lambda conn: db.ensure_raw_schema(conn, self.config))
+        notify(self.observers, "on_start", self, until_end)
+        failure: BaseException | None = None
+        try:
+            self._check_topic_ids()
+            self._consumer = self._make_consumer()
+            group = self.settings.kafka_group_id
+            self._consumer.subscribe(sorted(self.tables), listener=_SeekToStoredOffsets(self))
+            log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
+            while not self.stop.is_set():
+                try:
+                    polled = self._poll()
+                except OffsetOutOfRangeError as error:
+                    raise ExtractError(
+                        f"the offsets stored in Postgres are beyond the end of the topic ({error}): it was"
+                        " recreated or truncated; reset with `python -m extract reset --yes` or use a new topic"
+                    ) from error
+                messages = [message for batch in polled.values() for message in batch]
+                if messages:
+                    began = time.perf_counter()
+                    result = self._with_db_retry(
+                        "writing a batch",
+                        lambda conn, batch=messages: write_batch(conn, group, batch, self.tables, self._topic_ids),
+                    )
+                    self.stats.add(result)
+                    self._commit_to_kafka(result)
+                    log.debug("batch of %d messages, %d new", result.messages, result.inserted)
+                    notify(self.observers, "on_batch", self, polled, result, time.perf_counter() - began)
+                notify(self.observers, "on_poll", self)
+                if until_end:
+                    if self._drained():
+                        break
+                elif self._assigned_once:
+                    for tp in self._consumer.assignment():
+                        self._check_not_beyond_end(tp)
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            notify(self.observers, "on_end", self, failure)
+            self.close()
+        log.info(
+            "landed %d new of %d messages from %s in %d batches in %.1fs",
+            self.stats.inserted,
+            self.stats.messages,
+            ", ".join(sorted(self.tables)),
+            self.stats.batches,
+            self.stats.seconds,
+        )
+        return self.stats
+
+    def partition_positions(self) -> dict[TopicPartition, tuple[int, int | None]]:
+        """(next offset to read, high watermark of the last fetch or None) per assigned partition; for
+        observers, on the extractor's thread. No network round trip."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        return {tp: (consumer.position(tp), consumer.highwater(tp)) for tp in consumer.assignment()}
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except KafkaError as error:
+                log.debug("closing the consumer: %s", error)
+            self._consumer = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def run_kafka_sources(
+    settings: Settings,
+    sources: Sequence[KafkaSource],
+    *,
+    until_end: bool,
+    stop: threading.Event,
+    config: SourcesConfig,
+    observers: Sequence[ExtractObserver] = (),
+) -> ExtractStats:
+    """Land `sources` with one consumer subscribed to all of them, or one consumer thread per topic
+    (`kafka.workers` in sources.yml); every consumer is a member of the same group."""
+    if config.worker_mode == "one_subscription" or len(sources) == 1:
+        return KafkaExtractor(settings, sources, stop, config, observers).run(until_end=until_end)
+    extractors = [KafkaExtractor(settings, [source], stop, config, observers) for source in sources]
+    errors: list[BaseException] = []
+
+    def work(extractor: KafkaExtractor) -> None:
+        try:
+            extractor.run(until_end=until_end)
+        except BaseException as error:  # reported below; the other workers are stopped too
+            errors.append(error)
+            stop.set()
+
+    threads = [threading.Thread(target=work, args=(e,), name=f"extract-{e.sources[0].name}") for e in extractors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    total = ExtractStats()
+    for extractor in extractors:
+        total.merge(extractor.stats)
+    return total

@@ -1,0 +1,399 @@
+"""`python -m extract serve`: the extractor as a long-running service, with Prometheus metrics, a health
+endpoint and `dbt build` on an interval; `python -m extract schedule` is the dbt scheduler alone.
+
+HTTP on EXTRACT_METRICS_HOST:EXTRACT_METRICS_PORT (default 0.0.0.0:9108):
+  GET /metrics   Prometheus text format
+  GET /health    200 {"status": "ok", ...} when healthy, else 503 with the failing checks
+
+Healthy = the database answers and, when extracting, the consumer has joined its group and polled
+within EXTRACT_HEALTH_POLL_S (default 60 s). SIGTERM/SIGINT stop it cleanly: the current batch
+commits, a running dbt build is interrupted (dbt cancels its queries), the consumer leaves the group."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from extract.core import db
+from extract.core.settings import Settings
+from extract.core.sources_config import KafkaSource, SourcesConfig
+from extract.landing.kafka_extractor import ExtractObserver
+
+if TYPE_CHECKING:
+    from kafka import TopicPartition
+
+    from extract.landing.kafka_extractor import KafkaExtractor
+    from extract.landing.raw_sink import BatchResult
+
+log = logging.getLogger(__name__)
+
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DB_CHECK_CACHE_S = 5.0
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9108
+    dbt_build_interval_s: float = 300.0
+    health_poll_s: float = 60.0
+    dbt_project_dir: Path = Path("dbt_project")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
+        env = os.environ if env is None else env
+        return cls(
+            metrics_host=env.get("EXTRACT_METRICS_HOST") or cls.metrics_host,
+            metrics_port=int(env.get("EXTRACT_METRICS_PORT") or cls.metrics_port),
+            dbt_build_interval_s=float(env.get("DBT_BUILD_INTERVAL_S") or cls.dbt_build_interval_s),
+            health_poll_s=float(env.get("EXTRACT_HEALTH_POLL_S") or cls.health_poll_s),
+            dbt_project_dir=Path(env.get("DBT_PROJECT_DIR") or cls.dbt_project_dir),
+        )
+
+
+class Metrics(ExtractObserver):
+    """Prometheus metrics of the extractor and the scheduler, in a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("extract_messages_consumed", "Kafka messages consumed", ["topic"], registry=r)
+        self.bytes = Counter("extract_bytes_consumed", "Key + value bytes consumed", ["topic"], registry=r)
+        self.rows = Counter("extract_rows_inserted", "New rows landed in raw (replays add none)", ["topic"], registry=r)
+        self.batches = Counter("extract_batches", "Batches committed to Postgres", registry=r)
+        self.batch_seconds = Histogram(
+            "extract_batch_duration_seconds",
+            "Wall time to write one batch and its offsets in one transaction",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "extract_consumer_lag", "Messages behind the partition's high watermark", ["topic", "partition"], registry=r
+        )
+        self.last_commit = Gauge(
+            "extract_last_commit_timestamp_seconds", "Unix time of the last batch committed to Postgres", registry=r
+        )
+        self.failures = Counter(
+            "extract_failures",
+            "Failures by kind: db_error (retried), run (extractor stopped by an error), dbt_build",
+            ["kind"],
+            registry=r,
+        )
+        self.quarantined = Gauge(
+            "extract_quarantined_records",
+            "Rows in staging.quarantined_records, as of the last dbt build",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.dbt_builds = Counter("extract_dbt_builds", "dbt build runs by outcome", ["outcome"], registry=r)
+        self.dbt_seconds = Gauge("extract_dbt_build_duration_seconds", "Duration of the last dbt build", registry=r)
+        self.last_dbt_build = Gauge(
+            "extract_last_dbt_build_timestamp_seconds", "Unix time the last successful dbt build ended", registry=r
+        )
+        self.healthy = Gauge("extract_healthy", "1 when the last health check passed", registry=r)
+        for kind in ("db_error", "run", "dbt_build"):
+            self.failures.labels(kind)
+        for outcome in ("success", "failure"):
+            self.dbt_builds.labels(outcome)
+
+    def on_batch(
+        self,
+        extractor: KafkaExtractor,
+        polled: Mapping[TopicPartition, Sequence[Any]],
+        result: BatchResult,
+        seconds: float,
+    ) -> None:
+        per_topic: dict[str, int] = {}
+        for tp, records in polled.items():
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + len(records)
+        for topic, count in per_topic.items():
+            self.messages.labels(topic).inc(count)
+        if len(per_topic) == 1:
+            topic = next(iter(per_topic))
+            self.bytes.labels(topic).inc(result.payload_bytes)
+            self.rows.labels(topic).inc(result.inserted)
+        else:  # several topics in one batch: bytes are counted per message
+            for tp, records in polled.items():
+                self.bytes.labels(tp.topic).inc(sum(len(m.value or b"") + len(m.key or b"") for m in records))
+            for topic, count in per_topic.items():
+                self.rows.labels(topic).inc(result.inserted * count / max(result.messages, 1))
+        self.batches.inc()
+        self.batch_seconds.observe(seconds)
+        self.last_commit.set(time.time())
+
+    def on_poll(self, extractor: KafkaExtractor) -> None:
+        for tp, (position, highwater) in extractor.partition_positions().items():
+            if highwater is not None:
+                self.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+
+    def on_db_error(self, extractor: KafkaExtractor, what: str, error: BaseException) -> None:
+        self.failures.labels("db_error").inc()
+
+    def on_end(self, extractor: KafkaExtractor, error: BaseException | None) -> None:
+        if error is not None:
+            self.failures.labels("run").inc()
+
+    def refresh_quarantine(self, settings: Settings) -> None:
+        try:
+            with db.connect(settings, autocommit=True) as conn:
+                if not conn.execute("select to_regclass('staging.quarantined_records') is not null").fetchone()[0]:
+                    return
+                rows = conn.execute(
+                    "select source_name, quarantine_reason, count(*) from staging.quarantined_records group by 1, 2"
+                ).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            log.info("this role may not read staging.quarantined_records; quarantine metrics come from the scheduler")
+            return
+        except psycopg.Error as error:
+            log.warning("could not count the quarantine: %s", " ".join(str(error).split()))
+            return
+        self.quarantined.clear()
+        for source, reason, count in rows:
+            self.quarantined.labels(source, reason).set(count)
+
+
+class Health(ExtractObserver):
+    """What /health reports: the consumer's liveness (from its own thread) and the database's."""
+
+    def __init__(self, settings: Settings, poll_within_s: float, *, extracting: bool) -> None:
+        self.settings = settings
+        self.poll_within_s = poll_within_s
+        self.extracting = extracting
+        self.last_poll: float | None = None
+        self.assigned: list[str] = []
+        self.joined = False
+        self.running = extracting
+        self.error: str | None = None
+        self._db_checked_at = 0.0
+        self._db_ok = False
+        self._db_error: str | None = None
+        self._lock = threading.Lock()
+
+    def on_poll(self, extractor: KafkaExtractor) -> None:
+        self.last_poll = time.monotonic()
+        self.joined = self.joined or extractor._assigned_once
+        self.assigned = [f"{tp.topic}[{tp.partition}]" for tp in sorted(extractor.partition_positions())]
+
+    def on_end(self, extractor: KafkaExtractor, error: BaseException | None) -> None:
+        self.running = False
+        if error is not None:
+            self.error = " ".join(str(error).split()) or type(error).__name__
+
+    def _database(self) -> tuple[bool, str | None]:
+        with self._lock:
+            if time.monotonic() - self._db_checked_at >= DB_CHECK_CACHE_S:
+                try:
+                    with psycopg.connect(
+                        host=self.settings.pg_host,
+                        port=self.settings.pg_port,
+                        user=self.settings.pg_user,
+                        password=self.settings.pg_password or None,
+                        dbname=self.settings.pg_database,
+                        connect_timeout=3,
+                        application_name="jobs-elt-health",
+                    ) as conn:
+                        conn.execute("select 1")
+                    self._db_ok, self._db_error = True, None
+                except psycopg.Error as error:
+                    self._db_ok, self._db_error = False, " ".join(str(error).split())
+                self._db_checked_at = time.monotonic()
+            return self._db_ok, self._db_error
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        db_ok, db_error = self._database()
+        checks: dict[str, Any] = {"database": {"ok": db_ok, "error": db_error}}
+        if self.extracting:
+            age = None if self.last_poll is None else time.monotonic() - self.last_poll
+            polled = age is not None and age <= self.poll_within_s
+            checks["consumer"] = {
+                "ok": self.running and self.joined and polled,
+                "running": self.running,
+                "joined_group": self.joined,
+                "assigned": self.assigned,
+                "last_poll_age_s": None if age is None else round(age, 3),
+                "error": self.error,
+            }
+        healthy = all(check["ok"] for check in checks.values())
+        return healthy, {"status": "ok" if healthy else "unhealthy", "checks": checks}
+
+
+def start_http(
+    service: ServiceSettings, metrics: Metrics, health: Health
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                healthy, _ = health.report()
+                metrics.healthy.set(1 if healthy else 0)
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path in ("/health", "/healthz"):
+                healthy, body = health.report()
+                metrics.healthy.set(1 if healthy else 0)
+                self._send(200 if healthy else 503, json.dumps(body).encode(), "application/json")
+            else:
+                self._send(404, b"not found: try /metrics or /health\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("http: " + format, *args)
+
+    server = ThreadingHTTPServer((service.metrics_host, service.metrics_port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    log.info(
+        "metrics on http://%s:%d/metrics, health on /health",
+        service.metrics_host,
+        server.server_address[1],
+        extra={"fields": {"metrics_port": server.server_address[1]}},
+    )
+    return server, thread
+
+
+class DbtScheduler:
+    """`dbt build` now and then every `interval_s` seconds (measured from the end of the last build)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: ServiceSettings,
+        metrics: Metrics,
+        stop: threading.Event,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.metrics = metrics
+        self.stop = stop
+        self.extra_args = list(extra_args)
+        self.builds = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        dbt = Path(sys.executable).parent / "dbt"
+        project = self.service.dbt_project_dir.resolve()
+        return [
+            str(dbt) if dbt.exists() else "dbt",
+            "build",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            os.environ.get("DBT_PROFILES_DIR") or str(project),
+            # staging data tests that opt in check only the rows written since the last passing build
+            # (dbt_project/macros/tests/test_scope.sql); a caller's own --vars wins
+            *([] if "--vars" in self.extra_args else ["--vars", "{test_scope: recent}"]),
+            *self.extra_args,
+        ]
+
+    def build_once(self) -> bool:
+        began = time.monotonic()
+        env = {"DBT_USE_COLORS": "false", **os.environ, **self.settings.dbt_env()}
+        log.info("dbt build starting", extra={"fields": {"event": "dbt_build_start"}})
+        self._process = subprocess.Popen(self.command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if self.stop.is_set():  # a shutdown that came while it started
+            self.interrupt()
+        output, _ = self._process.communicate()
+        code = self._process.returncode
+        self._process = None
+        seconds = time.monotonic() - began
+        self.metrics.dbt_seconds.set(seconds)
+        ok = code == 0
+        self.builds += 1
+        self.metrics.dbt_builds.labels("success" if ok else "failure").inc()
+        fields = {"event": "dbt_build_end", "returncode": code, "seconds": round(seconds, 2)}
+        if ok:
+            self.metrics.last_dbt_build.set(time.time())
+            log.info("dbt build succeeded in %.1fs", seconds, extra={"fields": fields})
+        elif self.stop.is_set():
+            log.info("dbt build interrupted by shutdown", extra={"fields": fields})
+        else:
+            self.metrics.failures.labels("dbt_build").inc()
+            tail = output.decode(errors="replace").strip().splitlines()[-15:]
+            log.error("dbt build failed (exit %s):\n%s", code, "\n".join(tail), extra={"fields": fields})
+        self.metrics.refresh_quarantine(self.settings)
+        return ok
+
+    def run(self) -> None:
+        interval = self.service.dbt_build_interval_s
+        while not self.stop.is_set():
+            self.build_once()
+            if self.stop.wait(interval):
+                break
+
+    def interrupt(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def serve(
+    settings: Settings,
+    service: ServiceSettings,
+    stop: threading.Event,
+    *,
+    sources: Sequence[KafkaSource] = (),
+    config: SourcesConfig | None = None,
+    run_dbt: bool = True,
+    dbt_args: Sequence[str] = (),
+) -> int:
+    """Run the extractor (when `sources`) and the dbt scheduler (when `run_dbt` and the interval is > 0)
+    until `stop` is set or the extractor fails; returns the exit code."""
+    from extract.landing.kafka_extractor import run_kafka_sources  # noqa: PLC0415
+    from extract.operations.audit import RunAudit  # noqa: PLC0415 - avoid an import cycle through cli
+
+    metrics = Metrics()
+    health = Health(settings, service.health_poll_s, extracting=bool(sources))
+    metrics.refresh_quarantine(settings)
+    server, _ = start_http(service, metrics, health)
+    scheduler = DbtScheduler(settings, service, metrics, stop, dbt_args)
+    threads: list[threading.Thread] = []
+    if run_dbt and service.dbt_build_interval_s > 0:
+        threads.append(threading.Thread(target=scheduler.run, name="dbt-scheduler", daemon=True))
+        log.info("dbt build every %.0fs", service.dbt_build_interval_s)
+    failure: BaseException | None = None
+    try:
+        for thread in threads:
+            thread.start()
+        if sources:
+            assert config is not None
+            observers = [RunAudit(settings, "serve"), metrics, health]
+            run_kafka_sources(settings, sources, until_end=False, stop=stop, config=config, observers=observers)
+        else:
+            stop.wait()
+    except BaseException as error:
+        failure = error
+        raise
+    finally:
+        stop.set()
+        scheduler.interrupt()
+        for thread in threads:
+            thread.join(60)
+        server.shutdown()
+        server.server_close()
+        log.info("service stopped%s", f" after an error: {failure}" if failure else "")
+    return 0
