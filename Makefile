@@ -105,8 +105,8 @@ sources-check: setup ## fail when dbt's generated sources files drift from sourc
 	$(PY) -m extract sources --check
 
 lint: up sources-check ## sources-check, ruff, and SQLFluff with the dbt templater (compiles against the database)
-	$(BIN)/ruff check extract tests
-	$(BIN)/ruff format --check extract tests
+	$(BIN)/ruff check extract tests bench
+	$(BIN)/ruff format --check extract tests bench
 	$(LOAD_ENV) cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests
 
 test: lint pytest ## every check CI runs
