@@ -113,8 +113,8 @@ sources-check: setup ## fail when dbt's generated sources files drift from sourc
 	$(PY) -m extract sources --check
 
 lint: up sources-check ## sources-check, ruff, and SQLFluff with the dbt templater (compiles against the database)
-	$(BIN)/ruff check extract tests
-	$(BIN)/ruff format --check extract tests
+	$(BIN)/ruff check extract tests bench
+	$(BIN)/ruff format --check extract tests bench
 	$(LOAD_ENV) cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests
 
 test: lint pytest ## every check CI runs
@@ -122,7 +122,7 @@ test: lint pytest ## every check CI runs
 clean: down ## stop services and delete local state, data and build output
 	rm -rf $(ELT_STATE_DIR) $(DATA_DIR) dbt_project/target dbt_project/logs
 
-# -- benchmarks: bench/run.py (sizes from BENCH_JOBS, BENCH_USERS, ...; see `$(PY) bench/run.py --help`) --
+# -- benchmarks: the bench package (sizes from BENCH_JOBS, BENCH_USERS, ...; see `$(PY) -m bench --help`) --
 BENCH_STAMP := $(VENV)/.bench-installed
 .PHONY: bench bench-quick
 
@@ -131,10 +131,10 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $@
 
 bench: up $(BENCH_STAMP) ## throughput, memory, dbt and look-up benchmarks (1M jobs, ~10 min; BENCH_JOBS=100000 for less)
-	$(PY) bench/run.py
+	$(PY) -m bench
 
 bench-quick: up $(BENCH_STAMP) ## the same benchmarks at tiny sizes: a smoke run of about a minute
-	$(PY) bench/run.py --quick
+	$(PY) -m bench --quick
 
 # -- operations: status, the service, the report --
 export EXTRACT_METRICS_PORT ?= 9108

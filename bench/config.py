@@ -1,0 +1,62 @@
+"""What to run and at which sizes: the environment (BENCH_*) or the matching flags, read once. A module of
+its own so the harness and every benchmark take one plain object instead of parsing arguments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+import bench
+
+
+@dataclass
+class Config:
+    jobs: int = 1_000_000
+    users: int = 200_000
+    small_jobs: int = 100_000
+    baseline: int = 10_000
+    lookup_calls: int = 200
+    partitions: int = 3
+    seed: int = 42
+    items: set[int] = field(default_factory=lambda: set(range(1, 9)))
+    quick: bool = False
+    profile: bool = False
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> Config:
+        parser = argparse.ArgumentParser(
+            prog="python -m bench", description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        env = os.environ
+        quick = env.get("BENCH_QUICK", "") not in ("", "0")
+        base = cls(jobs=20_000, users=5_000, small_jobs=5_000, baseline=1_000, lookup_calls=30) if quick else cls()
+        parser.add_argument("--quick", action="store_true", default=quick, help="tiny sizes for a smoke run")
+        parser.add_argument("--jobs", type=int, default=int(env.get("BENCH_JOBS", base.jobs)))
+        parser.add_argument("--users", type=int, default=int(env.get("BENCH_USERS", base.users)))
+        parser.add_argument("--small-jobs", type=int, default=int(env.get("BENCH_SMALL_JOBS", base.small_jobs)))
+        parser.add_argument("--baseline", type=int, default=int(env.get("BENCH_BASELINE", base.baseline)))
+        parser.add_argument("--lookup-calls", type=int, default=int(env.get("BENCH_LOOKUP_CALLS", base.lookup_calls)))
+        parser.add_argument("--items", default=env.get("BENCH_ITEMS", "1,2,3,4,5,6,7,8"))
+        parser.add_argument(
+            "--profile",
+            action="store_true",
+            default=env.get("BENCH_PROFILE", "") not in ("", "0"),
+            help="also drain the main topic once more under py-spy: bench/results/profile.txt and a summary",
+        )
+        args = parser.parse_args(argv)
+        if args.quick and not quick:
+            base = cls(jobs=20_000, users=5_000, small_jobs=5_000, baseline=1_000, lookup_calls=30)
+            args.jobs, args.users, args.small_jobs = base.jobs, base.users, base.small_jobs
+            args.baseline, args.lookup_calls = base.baseline, base.lookup_calls
+        items = {int(part) for part in args.items.split(",") if part.strip()} | {2}
+        return cls(
+            jobs=args.jobs,
+            users=args.users,
+            small_jobs=min(args.small_jobs, args.jobs),
+            baseline=min(args.baseline, args.small_jobs, args.jobs),
+            lookup_calls=args.lookup_calls,
+            items=items,
+            quick=args.quick,
+            profile=args.profile,
+        )

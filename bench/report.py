@@ -1,0 +1,220 @@
+"""What the figures mean: the targets each item is held to (met or not, with the numbers behind it) and
+the printed table. Pure functions of the results, apart from the measuring code, so a results file can
+be judged again without rerunning anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    item: str
+    what: str
+    measured: float | None
+    goal: str
+    met: bool | None
+    detail: str = ""
+
+
+def targets(r: dict[str, dict]) -> list[dict[str, object]]:
+    out: list[Target] = []
+    raw, ext = r.get("1_raw_consume"), r.get("2_extractor")
+    if raw and ext and ext.get("steady_rate"):
+        ratio = ext["steady_rate"] / raw["steady_rate"]
+        out.append(
+            Target(
+                "2/1",
+                "extractor vs raw kafka-python (steady)",
+                ratio,
+                ">= 0.8",
+                ratio >= 0.8,
+                f"{ext['steady_rate']:,.0f} vs {raw['steady_rate']:,.0f} msg/s",
+            )
+        )
+    base = r.get("3_baseline")
+    if base and ext and ext.get("steady_rate"):
+        ratio = ext["steady_rate"] / base["rate"]
+        out.append(
+            Target(
+                "2/3",
+                "extractor vs one-INSERT-one-commit",
+                ratio,
+                ">= 20",
+                ratio >= 20,
+                f"{ext['steady_rate']:,.0f} vs {base['rate']:,.0f} msg/s",
+            )
+        )
+    users = r.get("4_users")
+    if users:
+        out.append(
+            Target(
+                "4",
+                "users loader vs plain COPY (whole CLI)",
+                users["ratio"],
+                ">= 0.5",
+                users["ratio"] >= 0.5,
+                f"{users['loader_rate']:,.0f} vs {users['copy_rate']:,.0f} rows/s",
+            )
+        )
+    rss = r.get("5_rss")
+    if rss:
+        peak = max(rss["small_max_rss_mb"], rss["large_max_rss_mb"])
+        flat = rss["growth"] <= 1.25
+        out.append(
+            Target(
+                "5",
+                f"extractor peak RSS, and growth {rss['small_messages']:,} -> {rss['large_messages']:,} msgs",
+                peak,
+                "< 300 MB, growth <= 1.25x",
+                peak < 300 and flat,
+                f"{rss['small_max_rss_mb']:.0f} MB -> {rss['large_max_rss_mb']:.0f} MB (x{rss['growth']:.2f})",
+            )
+        )
+    dbt = r.get("6_dbt")
+    if dbt:
+        full, incremental = dbt["full_refresh"], dbt["incremental"]
+        models = ""
+        if "node_seconds_by_type" in full and "node_seconds_by_type" in incremental:
+            full_models = full["node_seconds_by_type"].get("model", 0.0)
+            incremental_models = incremental["node_seconds_by_type"].get("model", 0.0)
+            models = (
+                f"; models alone {incremental_models:.1f}s vs {full_models:.1f}s"
+                f" ({incremental_models / max(full_models, 1e-9):.2f}), tests"
+                f" {incremental['node_seconds_by_type'].get('test', 0.0):.1f}s vs"
+                f" {full['node_seconds_by_type'].get('test', 0.0):.1f}s"
+            )
+        out.append(
+            Target(
+                "6",
+                "dbt build incremental (+1%) vs full refresh",
+                dbt["ratio"],
+                "<= 0.2",
+                dbt["ratio"] <= 0.2,
+                f"{incremental['seconds']:.1f}s vs {full['seconds']:.1f}s{models}",
+            )
+        )
+    lookups = r.get("7_lookups")
+    if lookups:
+        for function in ("jobs_by_location", "jobs_by_service"):
+            entry = lookups[function]
+            speedup = entry["speedup"]
+            used = entry["index"]["plan_uses_index"]
+            out.append(
+                Target(
+                    "7",
+                    f"{function}: seq scan / index median",
+                    speedup,
+                    ">= 20, plan uses index",
+                    speedup >= 20 and used,
+                    f"{entry['index']['median_ms']:.2f} vs {entry['no_index']['median_ms']:.2f} ms,"
+                    f" index in plan: {used}",
+                )
+            )
+    scale = r.get("8_scale_out")
+    if scale:
+        out.append(
+            Target(
+                "8",
+                f"{scale['processes']} extractor processes vs 1 (wall)",
+                scale["speedup"],
+                "(no target)",
+                None,
+                f"{scale['wall_seconds']:.1f}s vs {scale['one_process_wall_seconds']:.1f}s",
+            )
+        )
+    return [target.__dict__ for target in out]
+
+
+def fmt(value: object, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def table(report: dict[str, object]) -> str:
+    r = report["results"]
+    rows: list[tuple[str, str, str]] = []
+
+    def add(item: str, what: str, value: str) -> None:
+        rows.append((item, what, value))
+
+    if "1_raw_consume" in r:
+        raw = r["1_raw_consume"]
+        add(
+            "1",
+            "raw kafka-python consumption",
+            f"{fmt(raw['steady_rate'])} msg/s steady, {fmt(raw['wall_rate'])} wall",
+        )
+    ext = r["2_extractor"]
+    add(
+        "2",
+        "extractor -> raw.jobs (1 process)",
+        f"{fmt(ext['steady_rate'])} msg/s steady, {fmt(ext['wall_rate'])} wall",
+    )
+    if "3_baseline" in r:
+        add(
+            "3",
+            "one INSERT + one commit per message",
+            f"{fmt(r['3_baseline']['rate'])} msg/s ({r['3_baseline']['messages']} msgs)",
+        )
+    if "4_users" in r:
+        u = r["4_users"]
+        add(
+            "4",
+            "users loader (CLI) / plain COPY",
+            f"{fmt(u['loader_rate'])} / {fmt(u['copy_rate'])} rows/s"
+            f" ({u['loader_seconds']:.2f} s, {u['cli_startup_seconds']:.2f} s of it CLI start-up; COPY"
+            f" {u['copy_seconds']:.2f} s)",
+        )
+    if "5_rss" in r:
+        s = r["5_rss"]
+        add(
+            "5",
+            f"peak RSS at {s['small_messages']:,} / {s['large_messages']:,} msgs",
+            f"{s['small_max_rss_mb']:.0f} / {s['large_max_rss_mb']:.0f} MB",
+        )
+    if "6_dbt" in r:
+        d = r["6_dbt"]
+        add(
+            "6",
+            "dbt build full refresh / incremental +1%",
+            f"{d['full_refresh']['seconds']:.1f} / {d['incremental']['seconds']:.1f} s",
+        )
+    if "7_lookups" in r:
+        for function in ("jobs_by_location", "jobs_by_service"):
+            e = r["7_lookups"][function]
+            add(
+                "7",
+                f"{function} median, index / no index",
+                f"{e['index']['median_ms']:.2f} / {e['no_index']['median_ms']:.2f} ms",
+            )
+    if "8_scale_out" in r:
+        s = r["8_scale_out"]
+        add(
+            "8",
+            f"1 / {s['processes']} extractor processes (wall)",
+            f"{s['one_process_wall_seconds']:.1f} / {s['wall_seconds']:.1f} s"
+            f" ({fmt(s['one_process_rate'])} / {fmt(s['rate'])} msg/s)",
+        )
+    lines = _grid(("item", "measurement", "value"), rows)
+    target_rows = [
+        (
+            t["item"],
+            t["what"],
+            "-" if t["measured"] is None else f"{t['measured']:.2f}",
+            t["goal"],
+            {True: "met", False: "NOT met", None: "-"}[t["met"]],
+            t["detail"],
+        )
+        for t in report["targets"]
+    ]
+    return lines + "\n\n" + _grid(("item", "target", "measured", "goal", "", "detail"), target_rows)
+
+
+def _grid(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    line = lambda row: "| " + " | ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
