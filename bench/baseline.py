@@ -30,7 +30,7 @@ def child(topic: str, limit: int) -> None:
     """In the child: land `limit` messages of `topic` in the same raw row as the extractor (same columns,
     same text/bytes/json split, same unique key) but without an offsets table (the original left offsets
     to Kafka's auto-commit); print the rate as one JSON line."""
-    from extract.landing import headers_json, split_payload  # noqa: PLC0415 - only this child needs it
+    from extract.landing.payload import headers_json, split_payload  # noqa: PLC0415 - only this child needs it
 
     settings = Settings.from_env()
     conn = psycopg.connect(

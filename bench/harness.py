@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 
 from bench.config import Config
-from extract import services
-from extract.settings import Settings
+from extract.core.settings import Settings
+from extract.local import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -164,7 +164,7 @@ class Harness:
             return conn.execute("show server_version").fetchone()[0]
 
     def env(self, database: str, topic: str = "bench_jobs", group: str = "bench") -> dict[str, str]:
-        """The environment a user would export to point the CLI and dbt at these services."""
+        """The environment a user would export to point the CLI and dbt at these embedded."""
         env = {key: value for key, value in os.environ.items() if not key.startswith(("PG", "KAFKA_", "EXTRACT_"))}
         env.update(replace(self.base, pg_database=database).dbt_env())
         env.update(
@@ -186,8 +186,8 @@ class Harness:
 
     @contextmanager
     def tansu(self) -> Iterator[None]:
-        port = services.free_port()
-        process = services.start_tansu(port, RUN_DIR / "tansu.log")
+        port = embedded.free_port()
+        process = embedded.start_tansu(port, RUN_DIR / "tansu.log")
         self.broker = f"127.0.0.1:{port}"
         log(f"Tansu broker on {self.broker} (pid {process.pid}, memory storage)")
         try:
@@ -202,7 +202,7 @@ class Harness:
     # -- data ------------------------------------------------------------------------------------------
 
     def data(self) -> dict[str, Path]:
-        from extract.generate import generate_files  # noqa: PLC0415 - children never generate
+        from extract.sample_data.jobs import generate_files  # noqa: PLC0415 - children never generate
 
         c = self.config
         main = WORK / f"data-u{c.users}-j{c.jobs}-s{c.seed}"

@@ -53,7 +53,7 @@ def summarise_profile(path: Path, top: int = 25) -> dict[str, object]:
 
 
 def _frame_name(frame: str) -> str:
-    # "write_batch (extract/raw_sink.py:123)" -> "write_batch (raw_sink.py)"
+    # "write_batch (extract/landing/raw_sink.py:123)" -> "write_batch (raw_sink.py)"
     name, _, where = frame.partition(" (")
     file_name = where.rsplit(":", 1)[0].rsplit("/", 1)[-1].rstrip(")")
     return f"{name} ({file_name})"

@@ -11,7 +11,7 @@ import time
 
 from bench.harness import Harness, bench_child, check, kafka_consumer, log, max_poll_records, run_child
 
-# The fetch settings of the extractor's consumer (extract/jobs_extractor.py), so the ceiling in (1) is
+# The fetch settings of the extractor's consumer (extract/landing/kafka_extractor.py), so the ceiling in (1) is
 # measured with the same client configuration as (2).
 CONSUMER_FETCH = {"fetch_max_bytes": 64 * 1024 * 1024, "max_partition_fetch_bytes": 16 * 1024 * 1024}
 
