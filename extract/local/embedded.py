@@ -4,6 +4,7 @@ the state directory. Servers that are already configured and answering are used 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from extract.core import db
 from extract.core.settings import STATE_FILE_NAME, Settings, read_state_env, state_dir
@@ -59,6 +61,24 @@ def postgres_answers(settings: Settings) -> bool:
         return True
     except psycopg.Error:
         return False
+
+
+def postgres_to_use(settings: Settings) -> bool:
+    """True when the server at PGHOST:PGPORT lets us in, False when nothing listens there (so the embedded
+    one may start); a server that listens but refuses the login is an error, never a reason to fall back."""
+    if not port_open(settings.pg_host, settings.pg_port, 3):
+        return False
+    try:
+        with db.connect(settings, "postgres", autocommit=True) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.Error as error:
+        reason = " ".join(str(error).split()).removeprefix("connection failed: ")
+        raise ServiceError(
+            f"the PostgreSQL server at {settings.pg_host}:{settings.pg_port} refused user {settings.pg_user!r}"
+            f" ({reason}); fix PGUSER/PGPASSWORD, or set PGPORT to a port where nothing listens to use the"
+            " embedded server"
+        ) from error
 
 
 def _pid_alive(pid: int) -> bool:
@@ -182,6 +202,13 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
 
+    def listening_port(self) -> int | None:
+        """The port the running server listens on (postmaster.pid's fourth line), if readable."""
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[3])
+        except (ValueError, IndexError, OSError):
+            return None
+
     def running(self) -> bool:
         pid_file = self.pgdata / "postmaster.pid"
         if not pid_file.exists():
@@ -208,6 +235,10 @@ def _grant_traverse(path: Path) -> None:
 
 
 # -- up / down ---------------------------------------------------------------------------------------
+# services.env says which servers to use; the ledger (STARTED_FILE) lists every server `up` ever started
+# in this state directory, used or not any more, so `down` stops them all whatever the sequence of calls.
+
+STARTED_FILE = "started"
 
 
 def _write_state(values: dict[str, str]) -> None:
@@ -220,6 +251,47 @@ def _write_state(values: dict[str, str]) -> None:
     )
 
 
+def started_servers() -> list[tuple[str, str]]:
+    """(kind, id) of every server `up` started and `down` has not stopped: ("tansu", pid), ("postgres", pgdata)."""
+    path = state_dir() / STARTED_FILE
+    if not path.exists():
+        return []
+    entries = [tuple(line.split(" ", 1)) for line in path.read_text().splitlines() if " " in line]
+    return [(kind, ident) for kind, ident in entries if kind in {"tansu", "postgres"}]
+
+
+def _record_started(kind: str, ident: str) -> None:
+    entries = started_servers()
+    if (kind, ident) not in entries:
+        state_dir().mkdir(parents=True, exist_ok=True)
+        with (state_dir() / STARTED_FILE).open("a") as ledger:
+            ledger.write(f"{kind} {ident}\n")
+
+
+def _is_tansu(pid: int) -> bool:
+    """A pid from the ledger may have been reused by another program since; only signal a Tansu broker."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return _pid_alive(pid)  # no /proc: trust the ledger
+    return bool(command) and "tansu" in Path(command[0].decode(errors="replace")).name
+
+
+def _ensure_database(settings: Settings, *, ours: bool) -> None:
+    """Create PGDATABASE when missing and mark it as the project's own (`reset` acts only on those);
+    a database on a server the project initialised is its own too."""
+    from extract.local.reset import mark_owned  # noqa: PLC0415 - reset imports kafka, only needed here
+
+    with db.connect(settings, "postgres", autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (settings.pg_database,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.pg_database)))
+            ours = True
+    if ours:
+        with db.connect(settings, autocommit=True) as conn:
+            mark_owned(conn)
+
+
 def up() -> dict[str, str]:
     """Start what is not configured already and remember where everything is."""
     directory = state_dir()
@@ -227,26 +299,34 @@ def up() -> dict[str, str]:
     environment = Settings.from_env(dict(os.environ), use_state=False)
     state: dict[str, str] = {}
 
-    if postgres_answers(environment):
+    if postgres_to_use(environment):
         settings_pg = environment
+        embedded_server = False
         log.info("using the PostgreSQL server at %s:%d", environment.pg_host, environment.pg_port)
     else:
         port = int(remembered.get("EMBEDDED_PGPORT") or 0) or free_port()
         server = EmbeddedPostgres(directory / "pgdata", port)
         server.init()
         if not server.running():
+            if port_open("127.0.0.1", port):
+                port = free_port()
+                server = EmbeddedPostgres(server.pgdata, port)
             log.info("starting the embedded PostgreSQL on 127.0.0.1:%d (data in %s)", port, server.pgdata)
             server.start()
+            _record_started("postgres", str(server.pgdata))
+        else:
+            port = server.listening_port() or port
         settings_pg = Settings.from_env(
             {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres", "PGPASSWORD": ""},
             use_state=False,
         )
+        embedded_server = True
         state["EMBEDDED_PGPORT"] = str(port)
         if not postgres_answers(settings_pg):
             raise ServiceError(
                 f"the embedded PostgreSQL on port {port} does not answer; see {server.pgdata}/server.log"
             )
-    db.ensure_database(settings_pg)
+    _ensure_database(settings_pg, ours=embedded_server)
     state.update({key: value for key, value in settings_pg.dbt_env().items() if key != "PGPASSWORD"})
 
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -264,6 +344,7 @@ def up() -> dict[str, str]:
             port = port if port and not port_open("127.0.0.1", port) else free_port()
             process = start_tansu(port, directory / "tansu.log")
             pid = process.pid
+            _record_started("tansu", str(pid))
             log.info("started the Tansu broker on 127.0.0.1:%d (pid %d, memory storage)", port, pid)
         state.update({"TANSU_PID": str(pid), "TANSU_PORT": str(port)})
         bootstrap = f"127.0.0.1:{port}"
@@ -272,19 +353,44 @@ def up() -> dict[str, str]:
     return state
 
 
-def down() -> None:
-    """Stop what `up` started; data of the embedded PostgreSQL stays in the state directory."""
+def _stop_tansu(pid: int) -> bool:
+    if not (_pid_alive(pid) and _is_tansu(pid)):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.05)
+    return True
+
+
+def _reap(pid: int) -> None:
+    # A broker started by this very process (tests) stays a zombie until waited for.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def down() -> list[str]:
+    """Stop every server `up` started (the ledger, plus what services.env remembers from before it);
+    data of the embedded PostgreSQL stays in the state directory. Returns what was stopped."""
     directory = state_dir()
     remembered = read_state_env()
-    pid = int(remembered.get("TANSU_PID") or 0)
-    if pid and _pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        log.info("stopped the Tansu broker (pid %d)", pid)
-    if remembered.get("EMBEDDED_PGPORT"):
-        server = EmbeddedPostgres(directory / "pgdata", int(remembered["EMBEDDED_PGPORT"]))
+    tansu = {int(ident) for kind, ident in started_servers() if kind == "tansu"}
+    pgdata = {Path(ident) for kind, ident in started_servers() if kind == "postgres"}
+    if remembered.get("TANSU_PID"):
+        tansu.add(int(remembered["TANSU_PID"]))
+    pgdata.add(directory / "pgdata")
+    stopped = []
+    for pid in sorted(tansu):
+        if _stop_tansu(pid):
+            stopped.append(f"Tansu broker (pid {pid})")
+            log.info("stopped the Tansu broker (pid %d)", pid)
+    for path in sorted(pgdata):
+        server = EmbeddedPostgres(path, 0)
         if server.running():
             server.stop()
-            log.info("stopped the embedded PostgreSQL")
-    state_file = directory / STATE_FILE_NAME
-    if state_file.exists():
-        state_file.unlink()
+            stopped.append(f"embedded PostgreSQL ({path})")
+            log.info("stopped the embedded PostgreSQL (%s)", path)
+    for name in (STATE_FILE_NAME, STARTED_FILE):
+        (directory / name).unlink(missing_ok=True)
+    return stopped

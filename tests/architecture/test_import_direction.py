@@ -23,7 +23,8 @@ ALLOWED = {
     "local": {"core"},
     "sample_data": {"core"},
 }
-TOP_LEVEL_ROOMS = {"cli": "cli", "__main__": "cli", "__init__": "core"}
+# demo drives the local default, the sample data and the pipeline: a command of the CLI in its own module.
+TOP_LEVEL_ROOMS = {"cli": "cli", "__main__": "cli", "demo": "cli", "__init__": "core"}
 MAX_LINES = 500
 
 
