@@ -384,13 +384,11 @@ def down() -> list[str]:
     for pid in sorted(tansu):
         if _stop_tansu(pid):
             stopped.append(f"Tansu broker (pid {pid})")
-            log.info("stopped the Tansu broker (pid %d)", pid)
     for path in sorted(pgdata):
         server = EmbeddedPostgres(path, 0)
         if server.running():
             server.stop()
             stopped.append(f"embedded PostgreSQL ({path})")
-            log.info("stopped the embedded PostgreSQL (%s)", path)
     for name in (STATE_FILE_NAME, STARTED_FILE):
         (directory / name).unlink(missing_ok=True)
     return stopped
