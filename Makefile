@@ -42,10 +42,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the package with its tools
 
-up: setup ## start PostgreSQL (embedded unless one answers at PGHOST:PGPORT) and the Tansu broker
+up: setup ## start PostgreSQL (embedded unless one lets us in at PGHOST:PGPORT) and the Tansu broker
 	$(PY) -m extract up
 
-down: setup ## stop what `make up` started
+down: setup ## stop every server `make up` started (whatever the sequence of calls)
 	$(PY) -m extract down
 
 reset: setup ## drop raw/staging/marts and delete the topics, only in a database `up` created (ADOPT=1 overrides)
@@ -160,6 +160,11 @@ serve: up ## extractor service + dbt build every DBT_BUILD_INTERVAL_S; /metrics 
 
 report: setup ## write $(REPORT): the answer, look-ups, counts per layer, quarantine, lag, charts
 	$(PY) -m extract report --out $(REPORT)
+
+# Example outputs and the screenshot in README.md and docs/ come from a real run, never pasted by hand.
+.PHONY: docs-examples
+docs-examples: up chromium ## run the demo, then rewrite README/docs examples (demo, status) and docs/report.png
+	$(PY) -m tests.support.docs_examples
 
 # The report test screenshots the page in headless Chromium: installed here (Debian, as root) when missing.
 chromium: ## install headless Chromium (apt-get) unless it is already there
