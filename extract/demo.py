@@ -103,7 +103,8 @@ def run_dbt_build(settings: Settings, location: str, log_path: Path, *, verbose:
             if verbose:
                 sys.stdout.write(line)
         returncode = process.wait()
-    return summarise_run_results(project / "target", returncode == 0)
+    target = Path(env.get("DBT_TARGET_PATH") or "target")
+    return summarise_run_results(target if target.is_absolute() else project / target, returncode == 0)
 
 
 def summarise_run_results(target: Path, ok: bool) -> BuildOutcome:
