@@ -66,7 +66,8 @@ def postgres_answers(settings: Settings) -> bool:
 def postgres_to_use(settings: Settings) -> bool:
     """True when the server at PGHOST:PGPORT lets us in, False when nothing listens there (so the embedded
     one may start); a server that listens but refuses the login is an error, never a reason to fall back."""
-    if not port_open(settings.pg_host, settings.pg_port, 3):
+    is_socket = settings.pg_host.startswith("/")  # a Unix-socket directory: no TCP port to probe
+    if not is_socket and not port_open(settings.pg_host, settings.pg_port, 3):
         return False
     try:
         with db.connect(settings, "postgres", autocommit=True) as conn:
