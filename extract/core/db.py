@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 
 import psycopg
@@ -11,6 +12,8 @@ from sqlalchemy.engine import URL
 
 from extract.core.settings import Settings
 from extract.core.sources_config import SourcesConfig
+
+log = logging.getLogger(__name__)
 
 
 def database_url(settings: Settings, database: str | None = None) -> URL:
@@ -58,6 +61,7 @@ def table_identifier(qualified_name: str) -> sql.Identifier:
 
 _RAW_LAYER_PRESENT = (
     "select to_regprocedure('raw.try_jsonb(text)') is not null"
+    " and to_regprocedure('raw.ensure_day_partitions(text)') is not null"
     " and (select bool_and(to_regclass(name) is not null) from unnest(%s::text[]) as name)"
 )
 
@@ -67,16 +71,46 @@ def ensure_raw_schema(conn: psycopg.Connection, config: SourcesConfig) -> None:
     concurrent extractors do not race on DDL."""
     shapes = {"kafka": sql_file("raw_kafka_table.sql"), "file": sql_file("raw_file_table.sql")}
     tables = ["raw.kafka_offsets", "raw.file_loads", "raw.extract_runs", "raw.file_load_attempts"]
-    tables += [source.raw_table for source in config.sources]
+    tables += ["raw.archived_partitions", *(source.raw_table for source in config.sources)]
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
-        if conn.execute(_RAW_LAYER_PRESENT, (tables,)).fetchone()[0]:
-            # Nothing missing: no DDL, so a least-privilege loader (extract/sql/roles.sql), which may not run
-            # any, works once `python -m extract roles` has created the raw layer for it.
-            return
-        conn.execute(sql_file("schema.sql"))
+        if not conn.execute(_RAW_LAYER_PRESENT, (tables,)).fetchone()[0]:
+            # Only when something is missing: a least-privilege loader (extract/sql/roles.sql), which may not
+            # run DDL, works once `python -m extract roles` has created the raw layer for it.
+            conn.execute(sql_file("schema.sql"))
+            for source in config.sources:
+                conn.execute(sql.SQL(shapes[source.kind]).format(table=table_identifier(source.raw_table)))
         for source in config.sources:
-            conn.execute(sql.SQL(shapes[source.kind]).format(table=table_identifier(source.raw_table)))
+            ensure_partitions(conn, source.raw_table)
+        plain = conn.execute(_PLAIN_TABLES, ([source.raw_table for source in config.sources],)).fetchall()
+    for (table,) in plain:
+        if table not in _warned_plain:
+            _warned_plain.add(table)
+            log.warning(
+                "%s is a plain table (created before raw partitioning): landing works, retention skips it;"
+                " `python -m extract reset --yes` recreates it partitioned",
+                table,
+            )
+
+
+# A raw table made before partitioning is used as it is (the writers and dbt read it the same way); it is
+# never migrated in place, which would rewrite all of history under a lock. Warned once per process.
+_PLAIN_TABLES = (
+    "select name from unnest(%s::text[]) as name join pg_class as c on c.oid = to_regclass(name) where c.relkind = 'r'"
+)
+_warned_plain: set[str] = set()
+
+
+def is_partitioned(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute("select relkind = 'p' from pg_class where oid = to_regclass(%s)", (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def ensure_partitions(conn: psycopg.Connection | psycopg.Cursor, table: str) -> None:
+    """Today's and tomorrow's partition of a raw table exist (no-op for a plain table). Writers call it in
+    the transaction of each write: loaded_at defaults to the transaction's start, so the day it lands in
+    is always there; raw.ensure_day_partitions takes the table's writer lock itself."""
+    conn.execute("select raw.ensure_day_partitions(%s)", (table,))
 
 
 def ensure_database(settings: Settings) -> None:

@@ -173,6 +173,7 @@ def _load_file(
                 " values (%s, %s, %s, %s, 0) returning load_id",
                 (source.name, str(path), sha, size),
             ).fetchone()[0]
+            db.ensure_partitions(conn, source.raw_table)
             lines = _copy_lines(conn, source, path, header=header, load_id=load_id, sha=sha)
             conn.execute("update raw.file_loads set line_count = %s where load_id = %s", (lines, load_id))
     log.info("%s: loaded %d lines into %s as load %d", path, lines, source.raw_table, load_id)

@@ -1,8 +1,11 @@
 """Writes one polled batch of Kafka messages (of any number of topics) and their offsets to Postgres
 in one transaction.
 
-The unique (topic, partition, offset) makes a replayed batch a no-op, and the offsets row only moves
-forward, so a crash before, during or after the commit can neither lose nor double a message."""
+Under the raw table's lock, only offsets at or past the stored next offset are landed, and the offsets row
+moves forward in the same transaction: a replayed batch is a no-op, so a crash before, during or after the
+commit can neither lose nor double a message. This, not an index, keeps (topic, partition, offset) unique
+across the table's day partitions (a partitioned table's unique index must hold its partition key); each
+partition's own unique index stays as a second guard."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
-from extract.core.db import table_identifier
+from extract.core.db import ensure_partitions, table_identifier
 from extract.landing.payload import headers_json, split_payload
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,7 @@ select
 from kafka_batch
 where kafka_topic = %(topic)s
 order by kafka_partition, kafka_offset
-on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing
+on conflict do nothing
 """
 
 _UPSERT_OFFSET = """
@@ -162,6 +165,10 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
     # they were drawn, which the incremental dbt models rely on (they read load_seq above what they have).
     # Taken before the savepoint, so the staged path keeps it; polling and parsing stay parallel.
     cur.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_table.' || %s))", (table,))
+    ensure_partitions(cur, table)
+    messages = _not_landed(cur, topic, messages)
+    if not messages:
+        return 0
     try:
         with cur.connection.transaction():
             with cur.copy(sql.SQL(_DIRECT_COPY).format(table=table_identifier(table))) as copy:
@@ -175,6 +182,16 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
         for row in _rows(messages):
             copy.write_row(row)
     return _insert(cur, table, topic)
+
+
+def _not_landed(cur: psycopg.Cursor, topic: str, messages: list[Message]) -> list[Message]:
+    """The messages at or past their partition's stored next offset. Read under the table's lock, after the
+    previous writer committed: every landed offset is below it, and every offset below it was landed."""
+    cur.execute("select kafka_partition, next_offset from raw.kafka_offsets where kafka_topic = %s", (topic,))
+    stored = dict(cur.fetchall())
+    if not stored:
+        return messages
+    return [message for message in messages if message.offset >= stored.get(message.partition, 0)]
 
 
 def _insert(cur: psycopg.Cursor, table: str, topic: str) -> int:

@@ -1,7 +1,12 @@
 -- One row per Kafka message of one topic (raw.jobs, raw.payments, ...). load_seq is the monotonic arrival
 -- sequence that incremental dbt models filter on (wall clocks go backwards).
+-- Range-partitioned by landing day (loaded_at, UTC; raw.create_day_partition in schema.sql), so retention
+-- drops whole days. A unique key of a partitioned table must hold the partition key, so
+-- (kafka_topic, kafka_partition, kafka_offset) is unique per partition (an index each partition gets when
+-- it is created) and across partitions by the writer: it lands only offsets at or past raw.kafka_offsets,
+-- read under the table's lock and moved in the same transaction (extract/landing/raw_sink.py).
 create table if not exists {table} (
-    load_seq bigint generated always as identity primary key,
+    load_seq bigint generated always as identity,
     kafka_topic text not null,
     kafka_partition integer not null,
     kafka_offset bigint not null,
@@ -16,5 +21,5 @@ create table if not exists {table} (
     message_value_json jsonb,
     message_headers jsonb,
     loaded_at timestamptz not null default now(),
-    unique (kafka_topic, kafka_partition, kafka_offset)
-);
+    primary key (load_seq, loaded_at)
+) partition by range (loaded_at);

@@ -81,3 +81,72 @@ exception when others then
     return null;
 end;
 $$;
+
+-- One row per raw partition that `python -m extract retention` archived to a file and dropped (bounds,
+-- load_seq range, rows, file and its sha256), so that dbt's raw = staged + quarantined reconciliation
+-- still counts the rows that left raw. A restored partition's row is deleted again.
+create table if not exists raw.archived_partitions (
+    raw_table text not null,
+    partition_name text not null,
+    lower_bound timestamptz not null,
+    upper_bound timestamptz not null,
+    min_load_seq bigint,
+    max_load_seq bigint,
+    row_count bigint not null,
+    file_name text not null,
+    file_sha256 text not null,
+    -- the file's columns, in order: what a restore COPYs them back into
+    columns text [] not null,
+    archived_at timestamptz not null default now(),
+    primary key (raw_table, partition_name)
+);
+
+-- The partition of a raw table (raw_kafka_table.sql, raw_file_table.sql) for one UTC day, created if
+-- missing; false when it exists or the table is a plain one (created before partitioning). Created apart
+-- and attached, which locks the parent only SHARE UPDATE EXCLUSIVE (dbt's reads and other writes go on),
+-- with the per-partition unique key. SECURITY DEFINER: the least-privilege loader (roles.sql) owns
+-- nothing, yet its writer must be able to create the day it lands in; it can create nothing else.
+create or replace function raw.create_day_partition(raw_table text, day date) returns boolean
+language plpgsql security definer set search_path = pg_catalog as $$
+declare
+    parent regclass := to_regclass(raw_table);
+    partition_name text := split_part(raw_table, '.', 2) || '_p' || to_char(day, 'YYYYMMDD');
+    key_columns text;
+begin
+    if parent is null or to_regclass('raw.' || quote_ident(partition_name)) is not null then
+        return false;
+    end if;
+    if not exists (
+        select from pg_class
+        where oid = parent and relkind = 'p' and relnamespace = 'raw'::regnamespace
+    ) then
+        return false;
+    end if;
+    -- the table's writer lock (raw_sink.py): one creator at a time; a writer holding it re-enters
+    perform pg_advisory_xact_lock(hashtext('jobs_elt.raw_table.' || raw_table));
+    if to_regclass('raw.' || quote_ident(partition_name)) is not null then
+        return false;
+    end if;
+    key_columns := case
+        when exists (select from pg_attribute where attrelid = parent and attname = 'kafka_offset')
+            then 'kafka_topic, kafka_partition, kafka_offset'
+        else 'load_id, line_number'
+    end;
+    execute format('create table raw.%I (like %s including defaults)', partition_name, parent);
+    execute format('create unique index on raw.%I (%s)', partition_name, key_columns);
+    execute format(
+        'alter table %s attach partition raw.%I for values from (%L) to (%L)',
+        parent, partition_name, day::timestamp at time zone 'UTC', (day + 1)::timestamp at time zone 'UTC'
+    );
+    return true;
+end;
+$$;
+
+-- Today's and tomorrow's partitions (UTC): the writers call it under their table lock before each write,
+-- so a row never waits for a partition and the midnight one is usually made a day ahead.
+create or replace function raw.ensure_day_partitions(raw_table text) returns integer
+language sql security definer set search_path = pg_catalog as $$
+    select count(*)::integer
+    from generate_series(0, 1) as ahead (days)
+    where raw.create_day_partition(raw_table, (now() at time zone 'UTC')::date + ahead.days)
+$$;
