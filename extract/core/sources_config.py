@@ -37,6 +37,14 @@ class Freshness:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long raw rows stay in Postgres (sources.yml `retention:`); None keeps them forever.
+    `python -m extract retention` archives whole day partitions older than that, once staging has read them."""
+
+    raw_days: int | None = None
+
+
+@dataclass(frozen=True)
 class DbtOptions:
     """The per-source dbt specifics `python -m extract sources` cannot derive (sources.yml `dbt:`)."""
 
@@ -58,6 +66,7 @@ class KafkaSource:
     description: str = ""
     freshness: Freshness = field(default_factory=Freshness)
     dbt: DbtOptions = field(default_factory=DbtOptions)
+    retention: Retention = field(default_factory=Retention)
 
     kind: Literal["kafka"] = "kafka"
 
@@ -72,6 +81,7 @@ class FileSource:
     description: str = ""
     freshness: Freshness = field(default_factory=Freshness)
     dbt: DbtOptions = field(default_factory=DbtOptions)
+    retention: Retention = field(default_factory=Retention)
 
     kind: Literal["file"] = "file"
 
@@ -186,6 +196,13 @@ def _freshness(entry: _Entry) -> Freshness:
     return freshness
 
 
+def _retention(entry: _Entry) -> Retention:
+    data = entry.mapping("retention")
+    raw_days = data.integer("raw_days", 0, minimum=1) if "raw_days" in data.data else None
+    data.done()
+    return Retention(raw_days)
+
+
 def _dbt_options(entry: _Entry) -> DbtOptions:
     data = entry.mapping("dbt")
     options = DbtOptions(data.text("staged_model"), data.text("quarantine_source_name"))
@@ -208,6 +225,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
     description = entry.text("description", "") or ""
     freshness = _freshness(entry)
     dbt = _dbt_options(entry)
+    retention = _retention(entry)
     source: Source
     if kind == "kafka":
         topic = entry.text("topic", required=True)
@@ -224,6 +242,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
             description=description,
             freshness=freshness,
             dbt=dbt,
+            retention=retention,
         )
     else:
         path = entry.text("path", required=True)
@@ -237,6 +256,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
             description=description,
             freshness=freshness,
             dbt=dbt,
+            retention=retention,
         )
     entry.done()
     return source

@@ -31,6 +31,9 @@ sources:
 """
 
 
+RETAINED = VALID.replace("    raw_table: raw.jobs\n", "    raw_table: raw.jobs\n    retention:\n      raw_days: 30\n")
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "sources.yml"
     path.write_text(text)
@@ -48,6 +51,13 @@ def test_env_references_resolve(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
     assert load_sources(path, env={}).get("jobs").topic == "jobs"
     assert load_sources(path, env={"TOPIC": "t2"}).get("jobs").topic == "t2"
+
+
+def test_retention_is_per_source_and_optional(tmp_path: Path) -> None:
+    config = load_sources(write(tmp_path, RETAINED), env={})
+    assert config.get("jobs").retention.raw_days == 30
+    assert config.get("users").retention.raw_days is None
+    assert load_sources(DEFAULT_SOURCES_FILE, env={"RAW_RETENTION_DAYS": "7"}).get("jobs").retention.raw_days == 7
 
 
 @pytest.mark.parametrize(
@@ -68,6 +78,10 @@ def test_env_references_resolve(tmp_path: Path) -> None:
             "unknown key(s): colour",
         ),
         (VALID.replace("  users:", "  Users:"), "source names are lowercase identifiers"),
+        (RETAINED.replace("raw_days: 30", "raw_days: 0"), "sources.jobs.retention: 'raw_days' must be a whole number >= 1"),
+        (RETAINED.replace("raw_days: 30", "raw_days: soon"), "'raw_days' must be a whole number >= 1, got 'soon'"),
+        (RETAINED.replace("raw_days: 30", "raw_hours: 30"), "sources.jobs.retention: unknown key(s): raw_hours"),
+        (VALID.replace("    raw_table: raw.jobs\n", "    raw_table: raw.jobs\n    retention: 30\n"), "expected a mapping"),
     ],
 )
 def test_malformed_files_are_refused_with_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
