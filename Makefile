@@ -28,7 +28,7 @@ DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
 DBT_VARS := --vars '{location: $(LOCATION)}'
 
 .PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer \
-	lookup demo test test-quick pytest lint clean roles sources-check
+	lookup demo test test-quick pytest lint clean roles sources-check retention
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ freshness: setup ## dbt source freshness: warn after 24 h, error after 72 h with
 quarantine: setup ## quarantined raw rows by source and reason (staging.quarantine_summary)
 	$(DBT) show --quiet --limit 100 --inline "select source_name, quarantine_reason, row_count, \
 		first_raw_load_seq, last_raw_load_seq from {{ ref('quarantine_summary') }} order by 1, 3 desc, 2"
+
+retention: setup ## archive raw day partitions past each source's retention (sources.yml) to gzip files, drop them
+	$(PY) -m extract retention
 
 answer: setup ## print the non-local top revenue table
 	$(PY) -m extract answer

@@ -232,6 +232,29 @@ def _schedule(args: argparse.Namespace, settings: Settings) -> int:
     return service.serve(settings, options, _stop_on_signals(), run_dbt=True)
 
 
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from extract.operations import retention  # noqa: PLC0415
+
+    archive_dir = Path(args.archive_dir) if args.archive_dir else settings.archive_dir
+    if args.restore:
+        rows = retention.restore_partition(settings, args.restore, archive_dir)
+        print(f"{args.restore}: restored {rows} rows from {archive_dir}")
+        return 0
+    config = settings.sources()
+    with db.connect(settings) as conn:
+        db.ensure_raw_schema(conn, config)
+    outcomes = retention.apply_retention(settings, config.select(args.sources), archive_dir)
+    if args.json:
+        print(json.dumps(retention.describe(outcomes), indent=2))
+        return 0
+    for outcome in outcomes:
+        rows = "" if outcome.rows is None else f" ({outcome.rows} rows)"
+        print(f"{outcome.partition}: {outcome.action}{rows}{f' -> {outcome.file}' if outcome.file else ''}")
+    archived = sum(1 for outcome in outcomes if outcome.action == "archived")
+    print(f"{archived} partition(s) archived to {archive_dir}, {len(outcomes) - archived} past retention kept")
+    return 0
+
+
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from extract.operations.html_report import write_report  # noqa: PLC0415
 
@@ -341,6 +364,18 @@ def _add_query_commands(commands: argparse._SubParsersAction) -> None:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
+
+    retention_cmd = commands.add_parser(
+        "retention",
+        help="archive raw day partitions past their source's retention (sources.yml) to gzip files and drop them",
+    )
+    retention_cmd.add_argument("sources", nargs="*", help="source names (default: every source with a retention)")
+    retention_cmd.add_argument("--archive-dir", help="where the files and manifest.json go (default ELT_ARCHIVE_DIR)")
+    retention_cmd.add_argument(
+        "--restore", metavar="PARTITION", help="put an archived partition back (raw.jobs_p20261001)"
+    )
+    retention_cmd.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    retention_cmd.set_defaults(handler=_retention)
 
     report_cmd = commands.add_parser("report", help="write one static HTML page: answer, look-ups, counts, charts")
     report_cmd.add_argument("--out", default="reports/report.html")

@@ -49,6 +49,8 @@ class Settings:
     poll_timeout_ms: int = 1_000
     db_retry_budget_s: float = 120.0
     sources_file: Path | None = None
+    # Where `python -m extract retention` writes raw partitions past retention (one gzip file each, manifest.json).
+    archive_dir: Path = Path(".state/archive")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, use_state: bool = True) -> Settings:
@@ -85,6 +87,7 @@ class Settings:
             poll_timeout_ms=int(text("EXTRACT_POLL_TIMEOUT_MS", str(cls.poll_timeout_ms))),
             db_retry_budget_s=float(text("EXTRACT_DB_RETRY_BUDGET_S", str(cls.db_retry_budget_s))),
             sources_file=Path(source["ELT_SOURCES_FILE"]) if source.get("ELT_SOURCES_FILE") else None,
+            archive_dir=Path(text("ELT_ARCHIVE_DIR", str(state_dir() / "archive"))),
         )
 
     def sources(self) -> SourcesConfig:

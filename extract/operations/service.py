@@ -51,6 +51,8 @@ class ServiceSettings:
     metrics_port: int = 9108
     dbt_build_interval_s: float = 300.0
     health_poll_s: float = 60.0
+    # `python -m extract retention` in the service: at start, then every this many seconds; 0 turns it off.
+    retention_interval_s: float = 3600.0
     dbt_project_dir: Path = Path("dbt_project")
 
     @classmethod
@@ -61,6 +63,7 @@ class ServiceSettings:
             metrics_port=int(env.get("EXTRACT_METRICS_PORT") or cls.metrics_port),
             dbt_build_interval_s=float(env.get("DBT_BUILD_INTERVAL_S") or cls.dbt_build_interval_s),
             health_poll_s=float(env.get("EXTRACT_HEALTH_POLL_S") or cls.health_poll_s),
+            retention_interval_s=float(env.get("RETENTION_INTERVAL_S") or cls.retention_interval_s),
             dbt_project_dir=Path(env.get("DBT_PROJECT_DIR") or cls.dbt_project_dir),
         )
 
@@ -89,7 +92,7 @@ class Metrics(ExtractObserver):
         )
         self.failures = Counter(
             "extract_failures",
-            "Failures by kind: db_error (retried), run (extractor stopped by an error), dbt_build",
+            "Failures by kind: db_error (retried), run (extractor stopped by an error), dbt_build, retention",
             ["kind"],
             registry=r,
         )
@@ -105,7 +108,7 @@ class Metrics(ExtractObserver):
             "extract_last_dbt_build_timestamp_seconds", "Unix time the last successful dbt build ended", registry=r
         )
         self.healthy = Gauge("extract_healthy", "1 when the last health check passed", registry=r)
-        for kind in ("db_error", "run", "dbt_build"):
+        for kind in ("db_error", "run", "dbt_build", "retention"):
             self.failures.labels(kind)
         for outcome in ("success", "failure"):
             self.dbt_builds.labels(outcome)
@@ -351,6 +354,27 @@ class DbtScheduler:
                 process.kill()
 
 
+def run_retention(settings: Settings, service: ServiceSettings, metrics: Metrics, stop: threading.Event) -> None:
+    """Retention on its own cadence: a failed pass is logged and counted, and the next one tries again."""
+    from extract.operations.retention import apply_retention  # noqa: PLC0415
+
+    while not stop.is_set():
+        try:
+            outcomes = apply_retention(settings, settings.sources().sources, settings.archive_dir)
+            archived = sum(1 for outcome in outcomes if outcome.action == "archived")
+            log.info(
+                "retention: %d partition(s) archived, %d past retention kept",
+                archived,
+                len(outcomes) - archived,
+                extra={"fields": {"event": "retention", "archived": archived, "kept": len(outcomes) - archived}},
+            )
+        except Exception as error:  # the service goes on; the next pass retries
+            metrics.failures.labels("retention").inc()
+            log.error("retention failed: %s", error, extra={"fields": {"event": "retention_failed"}})
+        if stop.wait(service.retention_interval_s):
+            break
+
+
 def serve(
     settings: Settings,
     service: ServiceSettings,
@@ -375,6 +399,12 @@ def serve(
     if run_dbt and service.dbt_build_interval_s > 0:
         threads.append(threading.Thread(target=scheduler.run, name="dbt-scheduler", daemon=True))
         log.info("dbt build every %.0fs", service.dbt_build_interval_s)
+    if sources and service.retention_interval_s > 0:
+        retention = threading.Thread(
+            target=run_retention, args=(settings, service, metrics, stop), name="retention", daemon=True
+        )
+        threads.append(retention)
+        log.info("raw retention every %.0fs", service.retention_interval_s)
     failure: BaseException | None = None
     try:
         for thread in threads:
