@@ -154,6 +154,14 @@ def table(report: dict[str, object]) -> str:
         "extractor -> raw.jobs (1 process)",
         f"{fmt(ext['steady_rate'])} msg/s steady, {fmt(ext['wall_rate'])} wall",
     )
+    if "2_raw_storage" in r:
+        st = r["2_raw_storage"]
+        add(
+            "2b",
+            "raw.jobs bytes on disk per message / payload",
+            f"{st['raw_bytes_per_message']:.0f} / {st['mean_payload_bytes']:.0f} B"
+            f" (value as text {st['mean_value_text_bytes']:.0f} B + jsonb {st['mean_value_jsonb_bytes']:.0f} B)",
+        )
     if "3_baseline" in r:
         add(
             "3",

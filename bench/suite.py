@@ -13,6 +13,7 @@ from bench import (
     lookups,
     profiling,
     raw_consume,
+    raw_storage,
     rss,
     scale_out,
     users_load,
@@ -44,6 +45,7 @@ def run(harness: Harness) -> dict[str, object]:
 
         main_db = harness.fresh_database("main")
         r["2_extractor"] = extractor.measure(harness, main_db, MAIN_TOPIC, total)
+        r["2_raw_storage"] = raw_storage.measure(harness, main_db)
 
         if c.profile:
             r["profile"] = profiling.measure(harness, MAIN_TOPIC, total)
