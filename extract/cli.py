@@ -26,7 +26,7 @@ from extract.landing.kafka_extractor import ExtractError, ExtractObserver, Kafka
 from extract.landing.producer import ProduceError, produce_file
 from extract.local import embedded
 from extract.local.reset import NotOwnedError
-from extract.operations import answers
+from extract.operations import answers, retention
 from extract.operations.audit import RunAudit
 from extract.operations.progress import ExtractProgress
 
@@ -37,6 +37,7 @@ EXPECTED_ERRORS = (
     ProduceError,
     FileSourceError,
     SourcesConfigError,
+    retention.RetentionError,
     embedded.ServiceError,
     NotOwnedError,
     psycopg.Error,
@@ -233,8 +234,6 @@ def _schedule(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retention(args: argparse.Namespace, settings: Settings) -> int:
-    from extract.operations import retention  # noqa: PLC0415
-
     archive_dir = Path(args.archive_dir) if args.archive_dir else settings.archive_dir
     if args.restore:
         rows = retention.restore_partition(settings, args.restore, archive_dir)
