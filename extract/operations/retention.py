@@ -87,9 +87,11 @@ def apply_retention(
     clock by default) and whose rows staging has all read; report every partition past retention."""
     outcomes: list[PartitionOutcome] = []
     with db.connect(settings, autocommit=True) as conn:
+        if conn.execute("select to_regclass('raw.archived_partitions')").fetchone()[0] is None:
+            return outcomes  # no raw layer yet (or one from before retention): nothing has landed to archive
         for source in sources:
             days = source.retention.raw_days
-            if days is None:
+            if days is None or conn.execute("select to_regclass(%s)", (source.raw_table,)).fetchone()[0] is None:
                 continue
             if not db.is_partitioned(conn, source.raw_table):
                 log.warning("%s is a plain table (made before raw partitioning): retention skips it", source.raw_table)
