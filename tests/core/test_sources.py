@@ -78,10 +78,10 @@ def test_retention_is_per_source_and_optional(tmp_path: Path) -> None:
             "unknown key(s): colour",
         ),
         (VALID.replace("  users:", "  Users:"), "source names are lowercase identifiers"),
-        (RETAINED.replace("raw_days: 30", "raw_days: 0"), "sources.jobs.retention: 'raw_days' must be a whole number >= 1"),
+        (RETAINED.replace("raw_days: 30", "raw_days: 0"), "jobs.retention: 'raw_days' must be a whole number >= 1"),
         (RETAINED.replace("raw_days: 30", "raw_days: soon"), "'raw_days' must be a whole number >= 1, got 'soon'"),
         (RETAINED.replace("raw_days: 30", "raw_hours: 30"), "sources.jobs.retention: unknown key(s): raw_hours"),
-        (VALID.replace("    raw_table: raw.jobs\n", "    raw_table: raw.jobs\n    retention: 30\n"), "expected a mapping"),
+        (RETAINED.replace("retention:\n      raw_days: 30", "retention: 30"), "jobs.retention: expected a mapping"),
     ],
 )
 def test_malformed_files_are_refused_with_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
