@@ -57,6 +57,7 @@ def test_serve_exposes_metrics_and_health_and_stops_cleanly(settings: Settings, 
         for partition in range(3):
             assert metric(text, f'extract_consumer_lag{{partition="{partition}",topic="{topic}"}}') == 0
         assert metric(text, 'extract_failures_total{kind="db_error"}') == 0
+        assert metric(text, 'extract_failures_total{kind="retention"}') == 0
         assert http_get(f"{base}/nothing")[0] == 404
     finally:
         process.send_signal(signal.SIGTERM)
@@ -64,6 +65,8 @@ def test_serve_exposes_metrics_and_health_and_stops_cleanly(settings: Settings, 
     assert process.returncode == 0, process.stderr.read()
     logs = json_lines(process.stderr.read())
     assert any(line["message"] == "service stopped" for line in logs)
+    # retention's first pass runs at start (RETENTION_INTERVAL_S later the next): nothing is old enough here
+    assert [(line["archived"], line["kept"]) for line in logs if line.get("event") == "retention"] == [(0, 0)]
     status, messages, ended = pg.execute("select status, messages, ended_at from raw.extract_runs").fetchone()
     assert (status, messages) == ("stopped", 65) and ended is not None
 
