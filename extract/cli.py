@@ -212,10 +212,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from extract.operations import service  # noqa: PLC0415 - only the service needs prometheus_client
 
     config = settings.sources()
-    names = args.sources or ["jobs"]
-    sources = [source for source in config.select(names) if isinstance(source, KafkaSource)]
+    sources = [source for source in config.select(args.sources) if isinstance(source, KafkaSource)]
     if not sources:
-        raise SourcesConfigError(f"serve consumes Kafka sources; none among {', '.join(names)}")
+        names = ", ".join(args.sources) or "sources.yml"
+        raise SourcesConfigError(f"serve consumes Kafka sources; none among {names}")
     options = service.ServiceSettings.from_env()
     if args.dbt_interval is not None:
         options = dataclasses.replace(options, dbt_build_interval_s=args.dbt_interval)
@@ -388,7 +388,7 @@ def _add_service_commands(commands: argparse._SubParsersAction) -> None:
         help="the extractor as a service with Prometheus metrics and /health (EXTRACT_METRICS_PORT, default 9108)"
         " and dbt build on an interval; stops cleanly on SIGTERM/SIGINT",
     )
-    serve.add_argument("sources", nargs="*", metavar="SOURCE", help="Kafka sources to consume (default: jobs)")
+    serve.add_argument("sources", nargs="*", metavar="SOURCE", help="Kafka sources to consume (default: every one)")
     serve.add_argument("--dbt-interval", type=float, default=None, help=interval_help)
     serve.set_defaults(handler=_serve)
 

@@ -399,6 +399,16 @@ class KafkaExtractor:
             return {}
         return {tp: (consumer.position(tp), consumer.highwater(tp)) for tp in consumer.assignment()}
 
+    def broker_answered_at(self) -> float | None:
+        """time.monotonic() of the group coordinator's last answer to this member (the join, then a
+        heartbeat every second), or None before it joined: an old value means the broker has gone
+        silent, even while poll() keeps returning empty batches on time."""
+        heartbeat = getattr(getattr(self._consumer, "_coordinator", None), "heartbeat", None)
+        if heartbeat is None or not self._assigned_once:
+            return None
+        # last_reset moves when the coordinator answers a join; before it, it is the client's creation
+        return max(heartbeat.last_receive, heartbeat.last_reset)
+
     def close(self) -> None:
         if self._consumer is not None:
             try:

@@ -1,13 +1,16 @@
 """`python -m extract serve`: the extractor as a long-running service, with Prometheus metrics, a health
 endpoint and `dbt build` on an interval; `python -m extract schedule` is the dbt scheduler alone.
 
-HTTP on EXTRACT_METRICS_HOST:EXTRACT_METRICS_PORT (default 0.0.0.0:9108):
-  GET /metrics   Prometheus text format
-  GET /health    200 {"status": "ok", ...} when healthy, else 503 with the failing checks
+HTTP on EXTRACT_METRICS_HOST:EXTRACT_METRICS_PORT (default 127.0.0.1:9108; 0.0.0.0 in a container):
+  GET|HEAD /metrics   Prometheus text format
+  GET|HEAD /health    200 {"status": "ok", ...} when healthy, else 503 with the reasons and every check
 
-Healthy = the database answers and, when extracting, the consumer has joined its group and polled
-within EXTRACT_HEALTH_POLL_S (default 60 s). SIGTERM/SIGINT stop it cleanly: the current batch
-commits, a running dbt build is interrupted (dbt cancels its queries), the consumer leaves the group."""
+Checks: the database answers; when extracting, the broker answers the consumer's heartbeats and the
+consumer has joined its group and polled within EXTRACT_HEALTH_POLL_S (default 60 s); when building,
+the last dbt build succeeded. /health turns unhealthy once a check has failed for longer than
+EXTRACT_HEALTH_GRACE_S (default 60 s), so a blip does not flap it. SIGTERM/SIGINT stop it cleanly: the
+current batch commits, a running dbt build is interrupted (dbt cancels its queries), the consumer
+leaves the group."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,16 +46,19 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DB_CHECK_CACHE_S = 5.0
+# Heartbeats go out every second; a broker that has not answered one for this long is silent.
+BROKER_SILENT_S = 5.0
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     dbt_build_interval_s: float = 300.0
     health_poll_s: float = 60.0
     # `python -m extract retention` in the service: at start, then every this many seconds; 0 turns it off.
     retention_interval_s: float = 3600.0
+    health_grace_s: float = 60.0
     dbt_project_dir: Path = Path("dbt_project")
 
     @classmethod
@@ -64,6 +70,7 @@ class ServiceSettings:
             dbt_build_interval_s=float(env.get("DBT_BUILD_INTERVAL_S") or cls.dbt_build_interval_s),
             health_poll_s=float(env.get("EXTRACT_HEALTH_POLL_S") or cls.health_poll_s),
             retention_interval_s=float(env.get("RETENTION_INTERVAL_S") or cls.retention_interval_s),
+            health_grace_s=float(env.get("EXTRACT_HEALTH_GRACE_S") or cls.health_grace_s),
             dbt_project_dir=Path(env.get("DBT_PROJECT_DIR") or cls.dbt_project_dir),
         )
 
@@ -170,35 +177,64 @@ class Metrics(ExtractObserver):
 
 
 class Health(ExtractObserver):
-    """What /health reports: the consumer's liveness (from its own thread) and the database's."""
+    """What /health reports. Each check knows since when it has been failing; the service is unhealthy
+    once one has failed for longer than `grace_s`. The consumer and broker state come from the
+    extractor's own thread, the dbt outcome from the scheduler's, the database is probed here."""
 
-    def __init__(self, settings: Settings, poll_within_s: float, *, extracting: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        poll_within_s: float,
+        *,
+        extracting: bool,
+        building: bool = False,
+        grace_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.poll_within_s = poll_within_s
         self.extracting = extracting
+        self.building = building
+        self.grace_s = grace_s
+        self.clock = clock
+        self.started = clock()
         self.last_poll: float | None = None
         self.assigned: list[str] = []
         self.joined = False
         self.running = extracting
         self.error: str | None = None
-        self._db_checked_at = 0.0
+        self.broker_answered: dict[int, float | None] = {}  # per extractor (one per topic in worker_per_topic)
+        self.dbt_failed_since: float | None = None
+        self.dbt_builds = 0
+        self._failing_since: dict[str, float] = {}
+        self._db_checked_at: float | None = None
         self._db_ok = False
         self._db_error: str | None = None
         self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
 
     def on_poll(self, extractor: KafkaExtractor) -> None:
-        self.last_poll = time.monotonic()
+        self.last_poll = self.clock()
         self.joined = self.joined or extractor._assigned_once
         self.assigned = [f"{tp.topic}[{tp.partition}]" for tp in sorted(extractor.partition_positions())]
+        self.broker_answered[id(extractor)] = extractor.broker_answered_at()
 
     def on_end(self, extractor: KafkaExtractor, error: BaseException | None) -> None:
         self.running = False
         if error is not None:
             self.error = " ".join(str(error).split()) or type(error).__name__
 
+    def on_dbt_build(self, ok: bool) -> None:
+        """The scheduler's outcome of one build: a failure counts from the first failed build on."""
+        self.dbt_builds += 1
+        if ok:
+            self.dbt_failed_since = None
+        elif self.dbt_failed_since is None:
+            self.dbt_failed_since = self.clock()
+
     def _database(self) -> tuple[bool, str | None]:
-        with self._lock:
-            if time.monotonic() - self._db_checked_at >= DB_CHECK_CACHE_S:
+        with self._db_lock:
+            if self._db_checked_at is None or self.clock() - self._db_checked_at >= DB_CHECK_CACHE_S:
                 try:
                     with psycopg.connect(
                         host=self.settings.pg_host,
@@ -213,25 +249,76 @@ class Health(ExtractObserver):
                     self._db_ok, self._db_error = True, None
                 except psycopg.Error as error:
                     self._db_ok, self._db_error = False, " ".join(str(error).split())
-                self._db_checked_at = time.monotonic()
+                self._db_checked_at = self.clock()
             return self._db_ok, self._db_error
 
+    def _failing_for(self, name: str, ok: bool, since: float | None = None) -> float | None:
+        """Seconds the check has been failing (None when it passes); `since` when the check knows."""
+        now = self.clock()
+        if ok:
+            self._failing_since.pop(name, None)
+            return None
+        began = since if since is not None else self._failing_since.setdefault(name, now)
+        return max(now - began, 0.0)
+
+    def _broker(self) -> tuple[dict[str, Any], str | None]:
+        now = self.clock()
+        answers = list(self.broker_answered.values()) or [None]
+        # The stalest member counts; before its first answer, the wait counts from the service's start.
+        oldest = min(self.started if answered is None else answered for answered in answers)
+        age = now - oldest
+        ok = None not in answers and age <= BROKER_SILENT_S
+        failing = self._failing_for("broker", ok, None if ok else oldest)
+        check = {"ok": ok, "last_answer_age_s": round(age, 3), "failing_for_s": _rounded(failing)}
+        servers = self.settings.kafka_bootstrap_servers
+        return check, None if failing is None else f"the broker at {servers} has not answered for {age:.0f}s"
+
     def report(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            return self._report()
+
+    def _report(self) -> tuple[bool, dict[str, Any]]:
+        reasons: list[tuple[float | None, str]] = []
         db_ok, db_error = self._database()
-        checks: dict[str, Any] = {"database": {"ok": db_ok, "error": db_error}}
+        failing = self._failing_for("database", db_ok)
+        checks: dict[str, Any] = {"database": {"ok": db_ok, "error": db_error, "failing_for_s": _rounded(failing)}}
+        where = f"{self.settings.pg_host}:{self.settings.pg_port}/{self.settings.pg_database}"
+        reasons.append((failing, f"the database {where} is unreachable: {db_error}"))
         if self.extracting:
-            age = None if self.last_poll is None else time.monotonic() - self.last_poll
+            checks["broker"], broker_reason = self._broker()
+            reasons.append((checks["broker"]["failing_for_s"], broker_reason or ""))
+            age = None if self.last_poll is None else self.clock() - self.last_poll
             polled = age is not None and age <= self.poll_within_s
+            consumer_ok = self.running and self.joined and polled
+            failing = self._failing_for("consumer", consumer_ok)
             checks["consumer"] = {
-                "ok": self.running and self.joined and polled,
+                "ok": consumer_ok,
                 "running": self.running,
                 "joined_group": self.joined,
                 "assigned": self.assigned,
                 "last_poll_age_s": None if age is None else round(age, 3),
                 "error": self.error,
+                "failing_for_s": _rounded(failing),
             }
-        healthy = all(check["ok"] for check in checks.values())
-        return healthy, {"status": "ok" if healthy else "unhealthy", "checks": checks}
+            state = "stopped: " + (self.error or "no error") if not self.running else "has not polled or joined"
+            reasons.append((failing, f"the consumer {state}"))
+        if self.building:
+            dbt_ok = self.dbt_failed_since is None
+            failing = self._failing_for("dbt_build", dbt_ok, self.dbt_failed_since)
+            checks["dbt_build"] = {"ok": dbt_ok, "builds": self.dbt_builds, "failing_for_s": _rounded(failing)}
+            reasons.append((failing, "the last dbt build failed (its log tail is in the service's log)"))
+        beyond = [
+            f"{text} (failing for {seconds:.0f}s, grace {self.grace_s:g}s)"
+            for seconds, text in reasons
+            if seconds is not None and seconds >= self.grace_s
+        ]
+        healthy = not beyond
+        body = {"status": "ok" if healthy else "unhealthy", "reasons": beyond, "grace_s": self.grace_s}
+        return healthy, {**body, "checks": checks}
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 def start_http(
@@ -239,24 +326,30 @@ def start_http(
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            self._send(*self._answer())
+
+        def do_HEAD(self) -> None:  # load balancers and probes: GET's status and headers, no body
+            self._send(*self._answer(), with_body=False)
+
+        def _answer(self) -> tuple[int, bytes, str]:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 healthy, _ = health.report()
                 metrics.healthy.set(1 if healthy else 0)
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif path in ("/health", "/healthz"):
+                return 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+            if path in ("/health", "/healthz"):
                 healthy, body = health.report()
                 metrics.healthy.set(1 if healthy else 0)
-                self._send(200 if healthy else 503, json.dumps(body).encode(), "application/json")
-            else:
-                self._send(404, b"not found: try /metrics or /health\n", "text/plain")
+                return 200 if healthy else 503, json.dumps(body).encode(), "application/json"
+            return 404, b"not found: try /metrics or /health\n", "text/plain"
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
+        def _send(self, code: int, body: bytes, content_type: str, *, with_body: bool = True) -> None:
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if with_body:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug("http: " + format, *args)
@@ -284,12 +377,15 @@ class DbtScheduler:
         metrics: Metrics,
         stop: threading.Event,
         extra_args: Sequence[str] = (),
+        *,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
         self.metrics = metrics
         self.stop = stop
         self.extra_args = list(extra_args)
+        self.health = health
         self.builds = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -334,6 +430,8 @@ class DbtScheduler:
             self.metrics.failures.labels("dbt_build").inc()
             tail = output.decode(errors="replace").strip().splitlines()[-15:]
             log.error("dbt build failed (exit %s):\n%s", code, "\n".join(tail), extra={"fields": fields})
+        if self.health is not None and not (self.stop.is_set() and not ok):
+            self.health.on_dbt_build(ok)
         self.metrics.refresh_quarantine(self.settings)
         return ok
 
@@ -391,12 +489,15 @@ def serve(
     from extract.operations.audit import RunAudit  # noqa: PLC0415 - avoid an import cycle through cli
 
     metrics = Metrics()
-    health = Health(settings, service.health_poll_s, extracting=bool(sources))
+    building = run_dbt and service.dbt_build_interval_s > 0
+    health = Health(
+        settings, service.health_poll_s, extracting=bool(sources), building=building, grace_s=service.health_grace_s
+    )
     metrics.refresh_quarantine(settings)
     server, _ = start_http(service, metrics, health)
-    scheduler = DbtScheduler(settings, service, metrics, stop, dbt_args)
+    scheduler = DbtScheduler(settings, service, metrics, stop, dbt_args, health=health)
     threads: list[threading.Thread] = []
-    if run_dbt and service.dbt_build_interval_s > 0:
+    if building:
         threads.append(threading.Thread(target=scheduler.run, name="dbt-scheduler", daemon=True))
         log.info("dbt build every %.0fs", service.dbt_build_interval_s)
     if sources and service.retention_interval_s > 0:
