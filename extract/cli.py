@@ -23,7 +23,7 @@ from extract.core.sources_config import FileSource, KafkaSource, SourcesConfigEr
 from extract.demo import add_parser as add_demo_parser
 from extract.landing.file_loader import FileLoadResult, FileSourceError, load_file
 from extract.landing.kafka_extractor import ExtractError, ExtractObserver, KafkaExtractor, run_kafka_sources
-from extract.landing.producer import ProduceError, produce_file
+from extract.landing.producer import ProduceError, ensure_topic, produce_file
 from extract.local import embedded
 from extract.local.reset import NotOwnedError
 from extract.operations import answers, retention
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     """Every selected file source, then every selected Kafka source; one failing file does not stop
     the others, but makes the exit code non-zero."""
     config = settings.sources()
-    selected = config.select(args.sources)
+    selected = [source for source in config.select(args.sources) if args.kind in (None, source.kind)]
     failures = 0
     for source in selected:
         if not isinstance(source, FileSource):
@@ -137,6 +137,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         topics = ", ".join(source.topic for source in kafka_sources)
         print(f"landed {stats.inserted} new of {stats.messages} messages from {topics}")
     return 1 if failures else 0
+
+
+def _topics(_args: argparse.Namespace, settings: Settings) -> int:
+    """Where the broker does not create topics on first use (a production Kafka), they exist before anyone
+    produces or consumes; idempotent."""
+    sources = settings.sources().kafka_sources()
+    for source in sources:
+        ensure_topic(settings, source.topic, source.partitions)
+    print(f"topics ready: {', '.join(f'{s.topic} ({s.partitions} partitions)' for s in sources) or 'none declared'}")
+    return 0
 
 
 def _roles(_args: argparse.Namespace, settings: Settings) -> int:
@@ -318,7 +328,12 @@ def _add_landing_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="land any or all sources of sources.yml (files first, then topics)")
     run.add_argument("sources", nargs="*", metavar="SOURCE", help="source names (default: all)")
     run.add_argument("--until-end", action="store_true", help="drain the topics to their current end, then exit")
+    run.add_argument("--kind", choices=["file", "kafka"], help="only the sources of this kind (default: both)")
     run.set_defaults(handler=_run)
+
+    commands.add_parser(
+        "topics", help="create every Kafka topic of sources.yml the broker lacks (partitions from sources.yml)"
+    ).set_defaults(handler=_topics)
 
     _add_sources_command(commands)
 

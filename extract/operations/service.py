@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from psycopg import sql
 
 from extract.core import db
 from extract.core.settings import Settings
@@ -115,6 +124,17 @@ class Metrics(ExtractObserver):
             "extract_last_dbt_build_timestamp_seconds", "Unix time the last successful dbt build ended", registry=r
         )
         self.healthy = Gauge("extract_healthy", "1 when the last health check passed", registry=r)
+        self.check_ok = Gauge(
+            "extract_health_check_ok", "1 when this check of /health passes right now (no grace)", ["check"], registry=r
+        )
+        self.raw_rows = Gauge(
+            "extract_raw_rows",
+            "Rows in each source's raw table (labelled like the quarantine), as of the last dbt build",
+            ["source"],
+            registry=r,
+        )
+        # process_start_time_seconds and friends: the alert rules measure "nothing landed" from the start.
+        ProcessCollector(registry=r)
         for kind in ("db_error", "run", "dbt_build", "retention"):
             self.failures.labels(kind)
         for outcome in ("success", "failure"):
@@ -157,6 +177,11 @@ class Metrics(ExtractObserver):
         if error is not None:
             self.failures.labels("run").inc()
 
+    def record_health(self, healthy: bool, body: Mapping[str, Any]) -> None:
+        self.healthy.set(1 if healthy else 0)
+        for name, check in body["checks"].items():
+            self.check_ok.labels(name).set(1 if check["ok"] else 0)
+
     def refresh_quarantine(self, settings: Settings) -> None:
         try:
             with db.connect(settings, autocommit=True) as conn:
@@ -165,6 +190,7 @@ class Metrics(ExtractObserver):
                 rows = conn.execute(
                     "select source_name, quarantine_reason, count(*) from staging.quarantined_records group by 1, 2"
                 ).fetchall()
+                raw_rows = _raw_row_counts(conn, settings.sources())
         except psycopg.errors.InsufficientPrivilege:
             log.info("this role may not read staging.quarantined_records; quarantine metrics come from the scheduler")
             return
@@ -174,6 +200,21 @@ class Metrics(ExtractObserver):
         self.quarantined.clear()
         for source, reason, count in rows:
             self.quarantined.labels(source, reason).set(count)
+        for source, count in raw_rows.items():
+            self.raw_rows.labels(source).set(count)
+
+
+def _raw_row_counts(conn: psycopg.Connection, config: SourcesConfig) -> dict[str, int]:
+    """Rows per raw table, keyed by the quarantine's source label, so that an alert can divide the two."""
+    counts: dict[str, int] = {}
+    for source in config.sources:
+        label = source.dbt.quarantine_source_name or (
+            f"{'kafka' if source.kind == 'kafka' else 'files'}.{source.raw_table.rpartition('.')[2]}"
+        )
+        if conn.execute("select to_regclass(%s) is not null", (source.raw_table,)).fetchone()[0]:
+            query = sql.SQL("select count(*) from {}").format(db.table_identifier(source.raw_table))
+            counts[label] = conn.execute(query).fetchone()[0]
+    return counts
 
 
 class Health(ExtractObserver):
@@ -334,12 +375,11 @@ def start_http(
         def _answer(self) -> tuple[int, bytes, str]:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                healthy, _ = health.report()
-                metrics.healthy.set(1 if healthy else 0)
+                metrics.record_health(*health.report())
                 return 200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST
             if path in ("/health", "/healthz"):
                 healthy, body = health.report()
-                metrics.healthy.set(1 if healthy else 0)
+                metrics.record_health(healthy, body)
                 return 200 if healthy else 503, json.dumps(body).encode(), "application/json"
             return 404, b"not found: try /metrics or /health\n", "text/plain"
 
