@@ -1,14 +1,17 @@
 # Image for the jobs ELT pipeline: the `extract` CLI (Kafka/users file -> Postgres raw)
 # and the dbt project (raw -> staging -> marts). One image, many commands:
 #   docker compose run --rm extractor python -m extract --help
-FROM python:3.11-slim
+# Pinned to an exact release; bump deliberately (tests/e2e/test_compose.py checks every image is pinned).
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DBT_SEND_ANONYMOUS_USAGE_STATS=false \
-    DBT_PROFILES_DIR=/app/dbt_project
+    DBT_PROFILES_DIR=/app/dbt_project \
+    DBT_PROJECT_DIR=/app/dbt_project \
+    ELT_SOURCES_FILE=/app/sources.yml
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
@@ -25,6 +28,8 @@ RUN pip install . \
 
 # dbt writes target/, logs/ and .user.yml inside the project dir, so the runtime user owns it.
 COPY --chown=app:app dbt_project ./dbt_project
+# Every command reads the declared sources (ELT_SOURCES_FILE): topics, files, raw tables.
+COPY sources.yml ./
 
 USER app
 
