@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DBT_SEND_ANONYMOUS_USAGE_STATS=false \
+    DBT_USE_COLORS=false \
     DBT_PROFILES_DIR=/app/dbt_project \
     DBT_PROJECT_DIR=/app/dbt_project \
     ELT_SOURCES_FILE=/app/sources.yml

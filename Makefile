@@ -114,7 +114,7 @@ demo: setup ## everything end to end on the embedded default, one line per phase
 # (dbt, end to end, faults). Markers are declared in pyproject.toml.
 QUICK := not slow and not faults
 
-pytest: setup chromium ## the pytest suite: quick tests first (fail fast), then end-to-end and faults
+pytest: setup chromium prometheus ## the pytest suite: quick tests first (fail fast), then end-to-end and faults
 	$(PY) -m pytest -m "$(QUICK)" -x
 	$(PY) -m pytest -m "not ($(QUICK))"
 
@@ -124,7 +124,7 @@ test-quick: setup ## the quick tests alone: every room's unit and fast tests, no
 sources-check: setup ## fail when dbt's generated sources files drift from sources.yml (fix: extract sources --write)
 	$(PY) -m extract sources --check
 
-lint: up sources-check ## sources-check, ruff, and SQLFluff with the dbt templater (compiles against the database)
+lint: up sources-check compose-check ## sources-check, compose-check, ruff, and SQLFluff with the dbt templater
 	$(BIN)/ruff check extract tests bench
 	$(BIN)/ruff format --check extract tests bench
 	$(LOAD_ENV) cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests
@@ -174,6 +174,18 @@ chromium: ## install headless Chromium (apt-get) unless it is already there
 	@command -v chromium >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
 		|| { echo "chromium is missing and cannot be installed here: apt-get install chromium" >&2; exit 1; }
+
+# -- deployment: the compose file and Prometheus. The tools come from Debian (apt-get, as root) when missing. --
+.PHONY: compose-check prometheus docker-compose
+
+compose-check: docker-compose ## validate docker-compose.yml with docker-compose config (values from .env.example)
+	docker-compose --env-file .env.example -f docker-compose.yml config --quiet
+
+# Debian's packages: docker-compose 1.29 (`config` needs no Docker engine), prometheus 2.42 with promtool.
+prometheus docker-compose:
+	@command -v $@ >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $@; } \
+		|| { echo "$@ is missing and cannot be installed here: apt-get install $@" >&2; exit 1; }
 
 # -- fault injection: tests/faults/test_faults.py alone (also part of `make pytest`), then its table ----------
 FAULTS_RESULTS ?= docs/fault-injection.json

@@ -17,7 +17,8 @@ from kafka import KafkaProducer
 from extract.core.settings import Settings
 from extract.landing.producer import ensure_topic
 from extract.local import embedded
-from extract.operations.service import Health, ServiceSettings
+from extract.operations.health import Health
+from extract.operations.service import ServiceSettings
 from tests.support.ops_helpers import http_get, json_lines, metric, send, start_cli, wait_for
 
 
