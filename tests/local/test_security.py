@@ -432,7 +432,12 @@ def test_the_roles_command_is_wired_into_make_and_compose() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert services["db-init"]["command"] == ["python", "-m", "extract", "roles"]
-    for name, user in (("extractor", LOADER), ("users-loader", LOADER), ("dbt", TRANSFORMER)):
+    for name, user in (
+        ("extractor", LOADER),
+        ("files-loader", LOADER),
+        ("dbt", TRANSFORMER),
+        ("scheduler", TRANSFORMER),
+    ):
         service = services[name]
         assert service["environment"]["PGUSER"] == user
         assert service["depends_on"]["db-init"] == {"condition": "service_completed_successfully"}
