@@ -143,8 +143,11 @@ def test_served_pipeline_report_matches_the_database_and_renders(
     assert sorted(cells(checks, "quarantine")) == sorted(as_text(quarantine))
     assert checks["quarantined"] == f"{sum(n for _, _, n in quarantine):,}"
     assert checks["total_lag"] == "4"
-    lag = {(int(p), int(n)) for _, p, _, _, n in cells(checks, "lag")}
-    assert lag == {(0, 0), (1, 0), (2, 4)}
+    # serve consumes every Kafka source: the jobs topic lags by the 4 messages sent since, payments by none
+    rows = cells(checks, "lag")
+    assert {(int(p), int(n)) for topic, p, _, _, n in rows if topic == settings.kafka_topic} == {(0, 0), (1, 0), (2, 4)}
+    assert {topic for topic, *_ in rows} == {settings.kafka_topic, f"{settings.kafka_topic}_payments"}
+    assert all(n == "0" for topic, *_, n in rows if topic != settings.kafka_topic)
     revenue = pg.execute(
         "select location_id, sum(revenue) from marts.jobs group by 1 order by 2 desc, 1 limit 15"
     ).fetchall()
