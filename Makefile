@@ -181,11 +181,17 @@ chromium: ## install headless Chromium (apt-get) unless it is already there
 compose-check: docker-compose ## validate docker-compose.yml with docker-compose config (values from .env.example)
 	docker-compose --env-file .env.example -f docker-compose.yml config --quiet
 
-# Debian's packages: docker-compose 1.29 (`config` needs no Docker engine), prometheus 2.42 with promtool.
-prometheus docker-compose:
-	@command -v $@ >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
-		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $@; } \
-		|| { echo "$@ is missing and cannot be installed here: apt-get install $@" >&2; exit 1; }
+# Debian's packages, installed as root when missing: docker-compose 1.29 (`config` needs no Docker engine),
+# prometheus 2.42 with promtool.
+APT_INSTALL = command -v $@ >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $@; } \
+	|| { echo "$@ is missing and cannot be installed here: apt-get install $@" >&2; exit 1; }
+
+prometheus: ## install Debian's prometheus (with promtool) unless it is there
+	@$(APT_INSTALL)
+
+docker-compose: ## install Debian's docker-compose unless it is there (for compose-check)
+	@$(APT_INSTALL)
 
 # -- fault injection: tests/faults/test_faults.py alone (also part of `make pytest`), then its table ----------
 FAULTS_RESULTS ?= docs/fault-injection.json
