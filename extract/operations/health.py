@@ -34,7 +34,7 @@ class Health(ExtractObserver):
         *,
         extracting: bool,
         building: bool = False,
-        grace_s: float = 60.0,
+        grace_s: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings

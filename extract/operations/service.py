@@ -8,7 +8,7 @@ HTTP on EXTRACT_METRICS_HOST:EXTRACT_METRICS_PORT (default 127.0.0.1:9108; 0.0.0
 Checks: the database answers; when extracting, the broker answers the consumer's heartbeats and the
 consumer has joined its group and polled within EXTRACT_HEALTH_POLL_S (default 60 s); when building,
 the last dbt build succeeded. /health turns unhealthy once a check has failed for longer than
-EXTRACT_HEALTH_GRACE_S (default 60 s), so a blip does not flap it. SIGTERM/SIGINT stop it cleanly: the
+EXTRACT_HEALTH_GRACE_S (default 20 s), so a blip does not flap it. SIGTERM/SIGINT stop it cleanly: the
 current batch commits, a running dbt build is interrupted (dbt cancels its queries), the consumer
 leaves the group."""
 
@@ -65,7 +65,7 @@ class ServiceSettings:
     health_poll_s: float = 60.0
     # `python -m extract retention` in the service: at start, then every this many seconds; 0 turns it off.
     retention_interval_s: float = 3600.0
-    health_grace_s: float = 60.0
+    health_grace_s: float = 20.0
     dbt_project_dir: Path = Path("dbt_project")
 
     @classmethod

@@ -219,6 +219,8 @@ def test_service_settings_bind_loopback_unless_configured() -> None:
     assert ServiceSettings.from_env({}).metrics_host == "127.0.0.1"
     assert ServiceSettings.from_env({"EXTRACT_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
     assert ServiceSettings.from_env({"EXTRACT_HEALTH_GRACE_S": "5"}).health_grace_s == 5
+    # By default a broker frozen for 30 s must show on /health before it thaws.
+    assert ServiceSettings.from_env({}).health_grace_s < 30
 
 
 def test_health_fails_without_a_database_or_a_polling_consumer(settings: Settings) -> None:
