@@ -12,7 +12,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DBT_USE_COLORS=false \
     DBT_PROFILES_DIR=/app/dbt_project \
     DBT_PROJECT_DIR=/app/dbt_project \
-    ELT_SOURCES_FILE=/app/sources.yml
+    ELT_SOURCES_FILE=/app/sources.yml \
+    ELT_ARCHIVE_DIR=/archive
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
@@ -23,9 +24,11 @@ WORKDIR /app
 # Dependencies and package first so code-only changes to dbt_project keep this layer cached.
 COPY pyproject.toml README.md ./
 COPY extract ./extract
+# /archive: raw retention's archive files (a volume in compose; created here so the volume belongs to app).
 RUN pip install . \
     && rm -rf build ./*.egg-info \
-    && chown app:app /app
+    && mkdir -p /archive \
+    && chown app:app /app /archive
 
 # dbt writes target/, logs/ and .user.yml inside the project dir, so the runtime user owns it.
 COPY --chown=app:app dbt_project ./dbt_project
