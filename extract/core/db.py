@@ -59,6 +59,11 @@ def table_identifier(qualified_name: str) -> sql.Identifier:
     return sql.Identifier(schema, table)
 
 
+# What a ::jsonb cast raises for text that is not JSON to Postgres: malformed or \\u0000 (DataError), a number
+# beyond numeric's range (DataError), nesting deeper than the server's stack allows (StatementTooComplex,
+# ProgramLimitExceeded).
+JSONB_REFUSED = (psycopg.DataError, psycopg.errors.StatementTooComplex, psycopg.errors.ProgramLimitExceeded)
+
 _RAW_LAYER_PRESENT = (
     "select to_regprocedure('raw.try_jsonb(text)') is not null"
     " and to_regprocedure('raw.ensure_day_partitions(text)') is not null"

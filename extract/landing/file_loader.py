@@ -18,7 +18,7 @@ from extract.core import db
 from extract.core.progress import Bar
 from extract.core.settings import Settings
 from extract.core.sources_config import FileSource, SourcesConfig
-from extract.landing.payload import Payload, jsonb_accepts, split_payload
+from extract.landing.payload import Payload, could_be_json, split_payload
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,12 @@ def iter_lines(path: Path) -> Iterator[bytes]:
 
 
 def _ndjson_view(payload: Payload, header: list[str] | None) -> str | None:
-    return payload.text if payload.is_json else None
+    return payload.text if payload.json_candidate else None
 
 
 def _key_value_view(payload: Payload, header: list[str] | None) -> str | None:
     _, separator, value = (payload.text or "").partition("|")
-    return value if separator and jsonb_accepts(value) else None
+    return value if separator and could_be_json(value) else None
 
 
 def _csv_view(payload: Payload, header: list[str] | None) -> str | None:
@@ -106,7 +106,7 @@ create temp table if not exists file_batch (
 
 _INSERT = """
 insert into {table} (load_id, file_name, file_sha256, line_number, line_text, line_bytes, line_json)
-select %(load_id)s, %(file_name)s, %(sha)s, line_number, line_text, line_bytes, {json_cast}
+select %(load_id)s, %(file_name)s, %(sha)s, line_number, line_text, line_bytes, raw.try_jsonb(json_text)
 from file_batch
 order by line_number
 """
@@ -183,9 +183,9 @@ def _load_file(
 def _copy_lines(
     conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
 ) -> int:
-    """COPY the lines straight into the raw table (the fast path); when jsonb refuses a line Python's
-    parser accepted, a savepoint undoes that and the staged path (temp table, INSERT ... SELECT with a
-    row-by-row cast) lands the file instead. Either way all lines or none, in one transaction."""
+    """COPY the lines straight into the raw table, the server casting each JSON view to jsonb (the fast
+    path); when jsonb refuses one, a savepoint undoes that and the staged path (temp table, INSERT ...
+    SELECT with a row-by-row cast) lands the file instead. Either way all lines or none, in one transaction."""
     target = db.table_identifier(source.raw_table)
     copy_sql = sql.SQL(
         "copy {table} (load_id, file_name, file_sha256, line_number, line_text, line_bytes, line_json) from stdin"
@@ -197,8 +197,8 @@ def _copy_lines(
             for lines, payload, json_text in _payloads(source, path, header):
                 copy.write_row((*constant, lines, payload.text, payload.raw_bytes, json_text))
         return lines
-    except psycopg.errors.DataError:
-        log.info("a line parses as JSON in Python but not as jsonb; loading through the staged path")
+    except db.JSONB_REFUSED:
+        log.info("jsonb refuses a line; loading through the staged path")
     return _copy_lines_staged(conn, source, path, header=header, load_id=load_id, sha=sha)
 
 
@@ -222,17 +222,11 @@ def _copy_lines_staged(
         with cur.copy("copy file_batch (line_number, line_text, line_bytes, json_text) from stdin") as copy:
             for lines, payload, json_text in _payloads(source, path, header):
                 copy.write_row((lines, payload.text, payload.raw_bytes, json_text))
-        params = {"load_id": load_id, "file_name": str(path), "sha": sha}
-
-        def statement(json_cast: str) -> sql.Composed:
-            return sql.SQL(_INSERT).format(table=db.table_identifier(source.raw_table), json_cast=sql.SQL(json_cast))
-
-        try:
-            with conn.transaction():
-                cur.execute(statement("json_text::jsonb"), params)
-        except psycopg.errors.DataError:
-            log.info("a line parses as JSON in Python but not as jsonb; casting row by row")
-            cur.execute(statement("raw.try_jsonb(json_text)"), params)
+        # Only a file holding a line jsonb refuses comes here: cast row by row, null where it refuses.
+        cur.execute(
+            sql.SQL(_INSERT).format(table=db.table_identifier(source.raw_table)),
+            {"load_id": load_id, "file_name": str(path), "sha": sha},
+        )
     return lines
 
 

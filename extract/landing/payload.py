@@ -1,5 +1,5 @@
 """How one arrived payload is split over the raw columns: text when Postgres text can hold it, bytes
-otherwise, and a jsonb copy when Postgres jsonb will accept it."""
+otherwise, and a jsonb copy when Postgres jsonb accepts it (the database decides; see could_be_json)."""
 
 from __future__ import annotations
 
@@ -7,39 +7,37 @@ import json
 from typing import NamedTuple
 
 
+class HeaderKeyBytes(str):
+    """A record header key that is not UTF-8: its text (U+FFFD for what does not decode) and its bytes."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> HeaderKeyBytes:
+        key = super().__new__(cls, raw.decode("utf-8", "replace"))
+        key.raw = raw
+        return key
+
+
 class Payload(NamedTuple):
     text: str | None
     raw_bytes: bytes | None
-    is_json: bool
+    # Text the raw sink offers to the jsonb column; the database has the only say on whether it is JSON.
+    json_candidate: bool
 
 
-def _reject_constant(name: str) -> None:
-    # NaN and Infinity are Python extensions; jsonb refuses them.
-    raise ValueError(name)
+# JSON's whitespace (RFC 8259, and Postgres' JSON lexer), and how a JSON value can begin and end.
+_JSON_WHITESPACE = " \t\n\r"
+_JSON_FIRST = frozenset('{["-0123456789tfn')
+_JSON_LAST = frozenset('}]"0123456789el')
 
 
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-def jsonb_accepts(text: str) -> bool:
-    """True when jsonb will (almost certainly) parse `text`; the database has the last word."""
-    if "\\u0000" in text:
-        return False
-    try:
-        parsed = _decoder.decode(text)
-    except ValueError:
-        return False
-    except RecursionError:
-        # Nested deeper than Python's parser goes, but jsonb may well take it: the database decides
-        # (the raw sink falls back to a per-row cast that yields null where jsonb refuses).
-        return True
-    if "\\u" in text:
-        try:
-            # A lone surrogate escape is valid JSON text but not valid Unicode, and jsonb rejects it.
-            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-    return True
+def could_be_json(text: str) -> bool:
+    """False only for text that no JSON parser accepts: empty, or not beginning and ending the way a JSON
+    value does. Everything else goes to Postgres, whose jsonb cast alone decides what is JSON (a Python
+    parser disagrees with it on huge integers, deep nesting, lone surrogates and \\u0000). Skipping the
+    obvious non-JSON keeps batches of plain text on the fast direct COPY."""
+    stripped = text.strip(_JSON_WHITESPACE)
+    return bool(stripped) and stripped[0] in _JSON_FIRST and stripped[-1] in _JSON_LAST
 
 
 def split_payload(data: bytes | None, *, check_json: bool = True) -> Payload:
@@ -51,7 +49,7 @@ def split_payload(data: bytes | None, *, check_json: bool = True) -> Payload:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return Payload(None, data, False)
-    return Payload(text, None, check_json and jsonb_accepts(text))
+    return Payload(text, None, check_json and could_be_json(text))
 
 
 def headers_json(headers: list[tuple[str, bytes | None]] | None) -> str | None:
@@ -59,9 +57,13 @@ def headers_json(headers: list[tuple[str, bytes | None]] | None) -> str | None:
         return None
     rendered = []
     for key, value in headers:
+        entry: dict[str, str | None] = {"key": str(key)}
+        if isinstance(key, HeaderKeyBytes):
+            entry["key_hex"] = key.raw.hex()
         payload = split_payload(value)
         if payload.raw_bytes is not None:
-            rendered.append({"key": key, "value_hex": payload.raw_bytes.hex()})
+            entry["value_hex"] = payload.raw_bytes.hex()
         else:
-            rendered.append({"key": key, "value": payload.text})
+            entry["value"] = payload.text
+        rendered.append(entry)
     return json.dumps(rendered)

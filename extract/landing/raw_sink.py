@@ -20,7 +20,7 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
-from extract.core.db import ensure_partitions, table_identifier
+from extract.core.db import JSONB_REFUSED, ensure_partitions, table_identifier
 from extract.landing.payload import headers_json, split_payload
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,6 @@ class BatchResult:
     next_offsets: dict[tuple[str, int], int]
 
 
-# What a ::jsonb cast raises for text Python's parser took: a number beyond numeric's range (DataError),
-# JSON nested deeper than the server's stack allows (StatementTooComplex, ProgramLimitExceeded).
-JSONB_REFUSED = (psycopg.DataError, psycopg.errors.StatementTooComplex, psycopg.errors.ProgramLimitExceeded)
-
 # A C-level sort key: a Python key function cost ~1.4 us a message (4.6% of the extractor's profile).
 _POSITION = attrgetter("topic", "partition", "offset")
 
@@ -122,7 +118,7 @@ def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
             key.raw_bytes,
             value.text,
             value.raw_bytes,
-            value.text if value.is_json else None,
+            value.text if value.json_candidate else None,
             headers_json(message.headers),
         )
 
@@ -158,9 +154,10 @@ def write_batch(
 
 
 def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) -> int:
-    """COPY straight into the raw table (the fast path: no staging table, no INSERT ... SELECT). When it
-    cannot (a message landed already, say after a rebalance, or a value Python's JSON parser accepted
-    but jsonb refuses), the savepoint undoes it and the staged path lands the batch row by row exactly."""
+    """COPY straight into the raw table (the fast path: no staging table, no INSERT ... SELECT), every
+    value that could be JSON cast to jsonb by the server. When it cannot (a message landed already, say
+    after a rebalance, or a value jsonb refuses), the savepoint undoes it and the staged path lands the
+    batch exactly, a value jsonb refuses keeping its text with a null jsonb."""
     # One writer per raw table at a time, until commit: load_seq values then become visible in the order
     # they were drawn, which the incremental dbt models rely on (they read load_seq above what they have).
     # Taken before the savepoint, so the staged path keeps it; polling and parsing stay parallel.
@@ -176,12 +173,13 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
                     copy.write_row(row)
             return cur.rowcount
     except (psycopg.errors.UniqueViolation, *JSONB_REFUSED) as error:
-        log.info("batch of %s takes the staged path (%s)", topic, type(error).__name__)
+        json_refused = not isinstance(error, psycopg.errors.UniqueViolation)
+        log.debug("batch of %s takes the staged path (%s)", topic, type(error).__name__)
     cur.execute(_BATCH_TABLE)
     with cur.copy(_COPY) as copy:
         for row in _rows(messages):
             copy.write_row(row)
-    return _insert(cur, table, topic)
+    return _insert(cur, table, topic, json_refused=json_refused)
 
 
 def _not_landed(cur: psycopg.Cursor, topic: str, messages: list[Message]) -> list[Message]:
@@ -194,16 +192,19 @@ def _not_landed(cur: psycopg.Cursor, topic: str, messages: list[Message]) -> lis
     return [message for message in messages if message.offset >= stored.get(message.partition, 0)]
 
 
-def _insert(cur: psycopg.Cursor, table: str, topic: str) -> int:
+def _insert(cur: psycopg.Cursor, table: str, topic: str, *, json_refused: bool) -> int:
     def statement(json_cast: str) -> sql.Composed:
         return sql.SQL(_INSERT).format(table=table_identifier(table), json_cast=sql.SQL(json_cast))
 
-    try:
-        with cur.connection.transaction():
-            cur.execute(statement("json_text::jsonb"), {"topic": topic})
-    except JSONB_REFUSED:
-        log.info("a value in this batch parses as JSON in Python but not as jsonb; casting row by row")
-        cur.execute(statement("raw.try_jsonb(json_text)"), {"topic": topic})
+    if not json_refused:
+        try:
+            with cur.connection.transaction():
+                cur.execute(statement("json_text::jsonb"), {"topic": topic})
+            return cur.rowcount
+        except JSONB_REFUSED:
+            pass
+    # jsonb refuses a value of this batch: cast row by row, null where it refuses.
+    cur.execute(statement("raw.try_jsonb(json_text)"), {"topic": topic})
     return cur.rowcount
 
 
