@@ -190,8 +190,9 @@ def _reset(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from extract.local.reset import reset_everything  # noqa: PLC0415
 
-    reset_everything(settings, adopt=args.adopt)
-    print(f"dropped raw, staging and marts of {settings.pg_database!r} and deleted the topics")
+    reset_everything(settings, adopt=args.adopt, keep_topics=args.keep_topics)
+    topics = "kept the topics" if args.keep_topics else "deleted the topics"
+    print(f"dropped raw, staging and marts of {settings.pg_database!r} and {topics}")
     return 0
 
 
@@ -353,6 +354,9 @@ def _add_operations_commands(commands: argparse._SubParsersAction) -> None:
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.add_argument(
         "--adopt", action="store_true", help="also in a database `up` did not create (marks it as the project's)"
+    )
+    reset.add_argument(
+        "--keep-topics", action="store_true", help="drop the schemas only; the topics and their messages stay"
     )
     reset.set_defaults(handler=_reset)
 

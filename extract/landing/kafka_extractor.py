@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,6 +44,12 @@ SPIN_SLICE_MS = 200
 SPIN_POLL_MS = 50
 SPIN_BACKOFF_S = 1.0
 
+# Kafka-python fetches by topic name, so a topic deleted and created again answers a fetch at the stored
+# offset with the new topic's messages. Before a batch lands, the extractor asks for metadata (one small
+# request, after the fetch) and compares topic ids; an idle service asks this often.
+METADATA_MAX_AGE_MS = 5_000
+METADATA_WAIT_S = 10.0
+
 
 def _transient(error: psycopg.Error) -> bool:
     """Connection trouble, a server shutting down or starting, a deadlock or serialization failure."""
@@ -53,6 +59,18 @@ def _transient(error: psycopg.Error) -> bool:
 
 class ExtractError(RuntimeError):
     """The extractor cannot go on; the message says why in one line."""
+
+
+# What resumes after a recreated or truncated topic: the offsets and rows in Postgres belong to the old
+# topic (the same offsets again would collide with them), so Postgres starts over and the topic stays.
+RESUME_COMMAND = "python -m extract reset --yes --keep-topics"
+
+
+def _recreated_error(topic: str, what: str) -> str:
+    return (
+        f"topic {topic!r} was recreated or truncated ({what}); stopped before landing any of its new messages."
+        f" Land it from the start with `{RESUME_COMMAND}` and run again"
+    )
 
 
 class ExtractObserver:
@@ -156,6 +174,8 @@ class KafkaExtractor:
         self._assigned_once = False
         self._assigned_at = 0.0
         self._spinning = False
+        # Set on kafka-python's IO thread when an assignment brings a topic with a new id; raised by run().
+        self._recreated: str | None = None
 
     # -- database -------------------------------------------------------------------------------
 
@@ -202,6 +222,7 @@ class KafkaExtractor:
                 heartbeat_interval_ms=1_000,
                 max_poll_interval_ms=max(300_000, int(self.settings.db_retry_budget_s * 1000) + 60_000),
                 fetch_max_bytes=64 * 1024 * 1024,
+                metadata_max_age_ms=METADATA_MAX_AGE_MS,
                 max_partition_fetch_bytes=16 * 1024 * 1024,
                 **self.settings.kafka_client_config(),
             )
@@ -229,11 +250,42 @@ class KafkaExtractor:
             known = self._with_db_retry("reading stored topic ids", lambda conn, t=topic: stored_topic_ids(conn, t))
             if known and topic_id not in known:
                 raise ExtractError(
-                    f"topic {topic!r} now has id {topic_id} but the offsets in Postgres belong to"
-                    f" {', '.join(sorted(known))}: the topic was recreated. Reset with"
-                    " `python -m extract reset --yes` or use a new topic name"
+                    _recreated_error(
+                        topic, f"id {topic_id}, offsets in Postgres stored under {', '.join(sorted(known))}"
+                    )
                 )
             self._topic_ids[topic] = topic_id
+
+    def _changed_topic_id(self, topics: Iterable[str]) -> str | None:
+        """The error for the first of `topics` whose id in the consumer's metadata (no round trip) differs
+        from the id this run checked at start: the topic was deleted and created again meanwhile."""
+        consumer = self._consumer
+        assert consumer is not None
+        cluster = consumer._client.cluster  # kafka-python keeps topic ids there only (metadata v10+)
+        for topic in topics:
+            known, current = self._topic_ids.get(topic), cluster.topic_id(topic)
+            if known is not None and current is not None and str(current) != known:
+                return _recreated_error(topic, f"id {known} became {current} while running")
+        return None
+
+    def _check_topic_ids_after_fetch(self) -> None:
+        """Refresh the metadata now that a batch is fetched and stop if a topic's id changed: a new topic
+        seen after the fetch means the batch may be its messages, which must not land under the old id."""
+        consumer = self._consumer
+        assert consumer is not None
+        if not any(self._topic_ids.values()):
+            return  # a broker without topic ids: the offset checks are all there is
+        cluster = consumer._client.cluster
+        for _ in range(2 if cluster.metadata_refresh_in_progress else 1):
+            # A refresh already in flight may have been sent before the fetch: then wait for the next one.
+            answered = threading.Event()
+            cluster.request_update().add_both(lambda _, event=answered: event.set())
+            if not answered.wait(METADATA_WAIT_S):
+                log.warning("no metadata answer in %.0fs; landing on the topic ids known so far", METADATA_WAIT_S)
+                break
+        recreated = self._changed_topic_id(self.tables)
+        if recreated:
+            raise ExtractError(recreated)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned_once = True
@@ -247,6 +299,11 @@ class KafkaExtractor:
             return
         consumer = self._consumer
         assert consumer is not None
+        self._recreated = self._recreated or self._changed_topic_id({tp.topic for tp in assigned})
+        if self._recreated:
+            # Fetch nothing: run() stops at its next check, before any write.
+            consumer.pause(*assigned)
+            return
         offsets = self._with_db_retry(
             "reading stored offsets",
             lambda conn: stored_offsets(conn, [(tp.topic, tp.partition) for tp in assigned]),
@@ -270,9 +327,11 @@ class KafkaExtractor:
         highwater = consumer.highwater(tp)
         if highwater is not None and consumer.position(tp) > highwater:
             raise ExtractError(
-                f"the offset stored in Postgres for {tp.topic}[{tp.partition}] ({consumer.position(tp)}) is beyond"
-                f" the partition's end ({highwater}): the topic was recreated or truncated. Reset with"
-                " `python -m extract reset --yes` or use a new topic name"
+                _recreated_error(
+                    tp.topic,
+                    f"partition {tp.partition} ends at {highwater}, before offset {consumer.position(tp)}"
+                    " stored in Postgres",
+                )
             )
 
     def _drained(self) -> bool:
@@ -354,12 +413,18 @@ class KafkaExtractor:
                 try:
                     polled = self._poll()
                 except OffsetOutOfRangeError as error:
+                    out_of_range = error.args[0] if error.args and isinstance(error.args[0], dict) else self.tables
+                    topics = sorted({getattr(tp, "topic", tp) for tp in out_of_range})
                     raise ExtractError(
-                        f"the offsets stored in Postgres are beyond the end of the topic ({error}): it was"
-                        " recreated or truncated; reset with `python -m extract reset --yes` or use a new topic"
+                        _recreated_error(", ".join(topics), "an offset stored in Postgres is beyond its end")
                     ) from error
+                # Every poll: an assignment or a metadata update may have brought a topic with a new id.
+                recreated = self._recreated or self._changed_topic_id(self.tables)
+                if recreated:
+                    raise ExtractError(recreated)
                 messages = [message for batch in polled.values() for message in batch]
                 if messages:
+                    self._check_topic_ids_after_fetch()
                     began = time.perf_counter()
                     result = self._with_db_retry(
                         "writing a batch",

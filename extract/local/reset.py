@@ -53,11 +53,16 @@ def check_owned(settings: Settings, *, adopt: bool = False) -> None:
     )
 
 
-def reset_everything(settings: Settings, *, adopt: bool = False) -> None:
+def reset_everything(settings: Settings, *, adopt: bool = False, keep_topics: bool = False) -> None:
+    """keep_topics: start Postgres over but keep what the topics hold (after a topic was recreated, its
+    new messages land from offset 0 on the next run)."""
     check_owned(settings, adopt=adopt)
     with db.connect(settings, autocommit=True) as conn:
         for schema in ("marts", "snapshots", "staging", "raw"):
             conn.execute(f"drop schema if exists {schema} cascade")  # fixed names, no input reaches here
+    if keep_topics:
+        log.info("dropped schemas raw, staging, marts; the topics are kept")
+        return
     topics = [source.topic for source in settings.sources().kafka_sources()]
     admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
     try:
