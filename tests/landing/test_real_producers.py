@@ -4,12 +4,14 @@ are not UTF-8, and values only Postgres can judge as JSON. Each lands at its exa
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import psycopg
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaProducer
 
 from extract.core.settings import Settings
+from extract.landing.file_loader import load_file
 from extract.landing.kafka_extractor import KafkaExtractor
 from extract.landing.producer import ensure_topic
 
@@ -66,9 +68,7 @@ class RawHeaderKey(str):
         return self.raw
 
 
-def test_a_header_key_that_is_not_utf8_does_not_block_its_partition(
-    settings: Settings, pg: psycopg.Connection
-) -> None:
+def test_a_header_key_that_is_not_utf8_does_not_block_its_partition(settings: Settings, pg: psycopg.Connection) -> None:
     ensure_topic(settings, partitions=1)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     metadata = [
@@ -140,3 +140,15 @@ def test_postgres_alone_decides_what_is_json(settings: Settings, pg: psycopg.Con
     # The cases are there to disagree with Python: some must land as JSON, some must not.
     assert expected[0] is not None
     assert expected[2] is None
+
+
+def test_postgres_alone_decides_what_is_json_in_a_users_file(
+    settings: Settings, pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    lines = [case for case in JSON_CASES if b"\n" not in case]
+    path = tmp_path / "users.ndjson"
+    path.write_bytes(b"\n".join(lines))
+    load_file(settings, settings.sources().get("users"), path)
+    landed = dict(pg.execute("select line_number, line_json::text from raw.users").fetchall())
+    assert landed == {number: jsonb_of(pg, line) for number, line in enumerate(lines, start=1)}
+    assert landed[1] is not None
