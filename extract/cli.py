@@ -23,7 +23,7 @@ from extract.core.sources_config import FileSource, KafkaSource, SourcesConfigEr
 from extract.demo import add_parser as add_demo_parser
 from extract.landing.file_loader import FileLoadResult, FileSourceError, load_file
 from extract.landing.kafka_extractor import ExtractError, ExtractObserver, KafkaExtractor, run_kafka_sources
-from extract.landing.producer import ProduceError, ensure_topic, produce_file
+from extract.landing.producer import COMPRESSION_CODECS, ProduceError, ensure_topic, produce_file
 from extract.local import embedded
 from extract.local.reset import NotOwnedError
 from extract.operations import answers, retention
@@ -64,8 +64,16 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     source = settings.sources().get(args.source)
     if not isinstance(source, KafkaSource):
         raise SourcesConfigError(f"source {args.source!r} is a file source, not a Kafka topic")
-    result = produce_file(settings, Path(args.file), source.topic, source.partitions)
-    print(f"sent {result.sent} messages to {source.topic!r}")
+    result = produce_file(
+        settings,
+        Path(args.file),
+        source.topic,
+        source.partitions,
+        compression=args.compression,
+        skip_invalid=args.skip_invalid,
+    )
+    skipped = f"; skipped {len(result.invalid_lines_skipped)} invalid lines" if result.invalid_lines_skipped else ""
+    print(f"sent {result.sent} messages to {source.topic!r}{skipped}")
     return 0
 
 
@@ -316,6 +324,14 @@ def _add_landing_commands(commands: argparse._SubParsersAction) -> None:
     produce = commands.add_parser("produce", help="send a key|value file to a topic (console-producer style)")
     produce.add_argument("file")
     produce.add_argument("--source", default="jobs", help="the Kafka source (sources.yml) whose topic gets the file")
+    produce.add_argument(
+        "--compression", default="none", choices=COMPRESSION_CODECS, help="the codec of the record batches sent"
+    )
+    produce.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="send the valid lines and report the invalid ones (default: an invalid line sends nothing)",
+    )
     produce.set_defaults(handler=_produce)
 
     users = commands.add_parser("users", help="land every line of a users file in raw.users (once per content)")
