@@ -218,6 +218,9 @@ class KafkaExtractor:
                 enable_auto_commit=False,
                 # Postgres holds the offsets; a position Kafka no longer has is an error, not a silent reset.
                 auto_offset_reset="none",
+                # Messages of an aborted producer transaction never land, and those of an open one wait for
+                # its commit (a partition's end is then its last stable offset, which --until-end drains to).
+                isolation_level="read_committed",
                 session_timeout_ms=6_000,
                 heartbeat_interval_ms=1_000,
                 max_poll_interval_ms=max(300_000, int(self.settings.db_retry_budget_s * 1000) + 60_000),
