@@ -332,8 +332,8 @@ class KafkaExtractor:
             raise ExtractError(
                 _recreated_error(
                     tp.topic,
-                    f"partition {tp.partition} ends at {highwater}, before offset {consumer.position(tp)}"
-                    " stored in Postgres",
+                    f"offset {consumer.position(tp)} stored in Postgres is beyond the end of partition"
+                    f" {tp.partition}, {highwater}",
                 )
             )
 
