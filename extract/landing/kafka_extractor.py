@@ -26,6 +26,12 @@ from extract.core.settings import Settings
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing import kafka_records  # noqa: F401 - installs the reader of non-UTF-8 header keys
 from extract.landing.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
+from extract.landing.topic_identity import (
+    METADATA_MAX_AGE_MS,
+    changed_topic_id,
+    recreated_error,
+    refresh_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +50,6 @@ SPIN_SLICE_MS = 200
 SPIN_POLL_MS = 50
 SPIN_BACKOFF_S = 1.0
 
-# Kafka-python fetches by topic name, so a topic deleted and created again answers a fetch at the stored
-# offset with the new topic's messages. Before a batch lands, the extractor asks for metadata (one small
-# request, after the fetch) and compares topic ids; an idle service asks this often.
-METADATA_MAX_AGE_MS = 5_000
-METADATA_WAIT_S = 10.0
-
 
 def _transient(error: psycopg.Error) -> bool:
     """Connection trouble, a server shutting down or starting, a deadlock or serialization failure."""
@@ -59,18 +59,6 @@ def _transient(error: psycopg.Error) -> bool:
 
 class ExtractError(RuntimeError):
     """The extractor cannot go on; the message says why in one line."""
-
-
-# What resumes after a recreated or truncated topic: the offsets and rows in Postgres belong to the old
-# topic (the same offsets again would collide with them), so Postgres starts over and the topic stays.
-RESUME_COMMAND = "python -m extract reset --yes --keep-topics"
-
-
-def _recreated_error(topic: str, what: str) -> str:
-    return (
-        f"topic {topic!r} was recreated or truncated ({what}); stopped before landing any of its new messages."
-        f" Land it from the start with `{RESUME_COMMAND}` and run again"
-    )
 
 
 class ExtractObserver:
@@ -253,42 +241,23 @@ class KafkaExtractor:
             known = self._with_db_retry("reading stored topic ids", lambda conn, t=topic: stored_topic_ids(conn, t))
             if known and topic_id not in known:
                 raise ExtractError(
-                    _recreated_error(
+                    recreated_error(
                         topic, f"id {topic_id}, offsets in Postgres stored under {', '.join(sorted(known))}"
                     )
                 )
             self._topic_ids[topic] = topic_id
 
     def _changed_topic_id(self, topics: Iterable[str]) -> str | None:
-        """The error for the first of `topics` whose id in the consumer's metadata (no round trip) differs
-        from the id this run checked at start: the topic was deleted and created again meanwhile."""
-        consumer = self._consumer
-        assert consumer is not None
-        cluster = consumer._client.cluster  # kafka-python keeps topic ids there only (metadata v10+)
-        for topic in topics:
-            known, current = self._topic_ids.get(topic), cluster.topic_id(topic)
-            if known is not None and current is not None and str(current) != known:
-                return _recreated_error(topic, f"id {known} became {current} while running")
-        return None
+        assert self._consumer is not None
+        return changed_topic_id(self._consumer, self._topic_ids, topics)
 
     def _check_topic_ids_after_fetch(self) -> None:
-        """Refresh the metadata now that a batch is fetched and stop if a topic's id changed: a new topic
-        seen after the fetch means the batch may be its messages, which must not land under the old id."""
-        consumer = self._consumer
-        assert consumer is not None
-        if not any(self._topic_ids.values()):
-            return  # a broker without topic ids: the offset checks are all there is
-        cluster = consumer._client.cluster
-        for _ in range(2 if cluster.metadata_refresh_in_progress else 1):
-            # A refresh already in flight may have been sent before the fetch: then wait for the next one.
-            answered = threading.Event()
-            cluster.request_update().add_both(lambda _, event=answered: event.set())
-            if not answered.wait(METADATA_WAIT_S):
-                log.warning("no metadata answer in %.0fs; landing on the topic ids known so far", METADATA_WAIT_S)
-                break
-        recreated = self._changed_topic_id(self.tables)
-        if recreated:
-            raise ExtractError(recreated)
+        assert self._consumer is not None
+        if any(self._topic_ids.values()):  # a broker without topic ids: the offset checks are all there is
+            refresh_metadata(self._consumer)
+            recreated = self._changed_topic_id(self.tables)
+            if recreated:
+                raise ExtractError(recreated)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned_once = True
@@ -330,7 +299,7 @@ class KafkaExtractor:
         highwater = consumer.highwater(tp)
         if highwater is not None and consumer.position(tp) > highwater:
             raise ExtractError(
-                _recreated_error(
+                recreated_error(
                     tp.topic,
                     f"offset {consumer.position(tp)} stored in Postgres is beyond the end of partition"
                     f" {tp.partition}, {highwater}",
@@ -419,7 +388,7 @@ class KafkaExtractor:
                     out_of_range = error.args[0] if error.args and isinstance(error.args[0], dict) else self.tables
                     topics = sorted({getattr(tp, "topic", tp) for tp in out_of_range})
                     raise ExtractError(
-                        _recreated_error(", ".join(topics), "an offset stored in Postgres is beyond its end")
+                        recreated_error(", ".join(topics), "an offset stored in Postgres is beyond its end")
                     ) from error
                 # Every poll: an assignment or a metadata update may have brought a topic with a new id.
                 recreated = self._recreated or self._changed_topic_id(self.tables)

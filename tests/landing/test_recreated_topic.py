@@ -13,8 +13,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from extract.core.settings import Settings
-from extract.landing.kafka_extractor import RESUME_COMMAND
 from extract.landing.producer import ensure_topic
+from extract.landing.topic_identity import RESUME_COMMAND
 from tests.conftest import run_cli
 from tests.support.ops_helpers import start_cli, wait_for
 
