@@ -80,7 +80,7 @@ def child(topic: str, limit: int) -> None:
                         key.raw_bytes,
                         value.text,
                         value.raw_bytes,
-                        value.text if value.json_candidate else None,
+                        value.text if value.python_parses else None,
                         headers_json(message.headers),
                     ),
                 )

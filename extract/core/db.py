@@ -64,6 +64,14 @@ def table_identifier(qualified_name: str) -> sql.Identifier:
 # ProgramLimitExceeded).
 JSONB_REFUSED = (psycopg.DataError, psycopg.errors.StatementTooComplex, psycopg.errors.ProgramLimitExceeded)
 
+
+def jsonb_takes_any(cur: psycopg.Cursor, texts: list[str]) -> bool:
+    """Whether jsonb accepts any of `texts` (the server's verdict on what Python's parser refused)."""
+    cur.execute("select exists (select from unnest(%s::text[]) as t (v) where raw.try_jsonb(v) is not null)", (texts,))
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
 _RAW_LAYER_PRESENT = (
     "select to_regprocedure('raw.try_jsonb(text)') is not null"
     " and to_regprocedure('raw.ensure_day_partitions(text)') is not null"

@@ -18,7 +18,7 @@ from extract.core import db
 from extract.core.progress import Bar
 from extract.core.settings import Settings
 from extract.core.sources_config import FileSource, SourcesConfig
-from extract.landing.payload import Payload, could_be_json, split_payload
+from extract.landing.payload import Payload, could_be_json, python_parses, split_payload
 
 log = logging.getLogger(__name__)
 
@@ -183,23 +183,45 @@ def _load_file(
 def _copy_lines(
     conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
 ) -> int:
-    """COPY the lines straight into the raw table, the server casting each JSON view to jsonb (the fast
-    path); when jsonb refuses one, a savepoint undoes that and the staged path (temp table, INSERT ...
-    SELECT with a row-by-row cast) lands the file instead. Either way all lines or none, in one transaction."""
+    """COPY the lines straight into the raw table (the fast path), the server casting each JSON view that
+    Python's parser takes too; the other views go in null and the server is asked about them afterwards.
+    When that is not exact (jsonb refuses a view of the COPY, or takes one left null), a savepoint undoes
+    it and the staged path (temp table, INSERT ... SELECT with a row-by-row cast) lands the file instead.
+    Either way all lines or none, in one transaction."""
     target = db.table_identifier(source.raw_table)
     copy_sql = sql.SQL(
         "copy {table} (load_id, file_name, file_sha256, line_number, line_text, line_bytes, line_json) from stdin"
     ).format(table=target)
+    unsure: list[str] = []
     try:
-        with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
-            constant = (load_id, str(path), sha)
-            lines = 0
-            for lines, payload, json_text in _payloads(source, path, header):
-                copy.write_row((*constant, lines, payload.text, payload.raw_bytes, json_text))
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(copy_sql) as copy:
+                constant = (load_id, str(path), sha)
+                lines = 0
+                for lines, payload, json_text in _payloads(source, path, header):
+                    if json_text is not None and not _python_parses(source, payload, json_text):
+                        unsure.append(json_text)
+                        json_text = None  # noqa: PLW2901 - the direct COPY leaves it to the check below
+                    copy.write_row((*constant, lines, payload.text, payload.raw_bytes, json_text))
+            if unsure and db.jsonb_takes_any(cur, unsure):
+                raise _JsonbTakesMore
         return lines
-    except db.JSONB_REFUSED:
-        log.info("jsonb refuses a line; loading through the staged path")
+    except (_JsonbTakesMore, *db.JSONB_REFUSED):
+        log.info("jsonb and Python's parser disagree on a line; loading through the staged path")
     return _copy_lines_staged(conn, source, path, header=header, load_id=load_id, sha=sha)
+
+
+class _JsonbTakesMore(Exception):
+    """jsonb accepts a line Python's parser refused: the direct COPY left it null, so it is undone."""
+
+
+def _python_parses(source: FileSource, payload: Payload, json_text: str) -> bool:
+    """A hint for the order of work, never the verdict (see Payload.python_parses)."""
+    if source.format == "ndjson":
+        return payload.python_parses
+    if source.format == "csv":
+        return True  # written by json.dumps
+    return python_parses(json_text)
 
 
 def _payloads(source: FileSource, path: Path, header: list[str] | None) -> Iterator[tuple[int, Payload, str | None]]:

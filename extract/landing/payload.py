@@ -21,8 +21,12 @@ class HeaderKeyBytes(str):
 class Payload(NamedTuple):
     text: str | None
     raw_bytes: bytes | None
-    # Text the raw sink offers to the jsonb column; the database has the only say on whether it is JSON.
+    # Text offered to the jsonb column; the database has the only say on whether it is JSON.
     json_candidate: bool
+    # Whether Python's parser takes it too: a hint for the order of work, never the verdict. The raw sink
+    # casts these in its COPY (Postgres refusing one sends the batch to the staged path) and asks the
+    # server about the other candidates on the side (mostly broken JSON, sometimes JSON beyond Python).
+    python_parses: bool
 
 
 # JSON's whitespace (RFC 8259, and Postgres' JSON lexer), and how a JSON value can begin and end.
@@ -40,16 +44,33 @@ def could_be_json(text: str) -> bool:
     return bool(stripped) and stripped[0] in _JSON_FIRST and stripped[-1] in _JSON_LAST
 
 
+def _reject_constant(name: str) -> None:
+    # NaN and Infinity are Python extensions, not JSON.
+    raise ValueError(name)
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def python_parses(text: str) -> bool:
+    try:
+        _decoder.decode(text)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's parser goes
+        return False
+    return True
+
+
 def split_payload(data: bytes | None, *, check_json: bool = True) -> Payload:
     if data is None:
-        return Payload(None, None, False)
+        return Payload(None, None, False, False)
     if b"\x00" in data:
-        return Payload(None, data, False)
+        return Payload(None, data, False, False)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return Payload(None, data, False)
-    return Payload(text, None, check_json and could_be_json(text))
+        return Payload(None, data, False, False)
+    candidate = check_json and could_be_json(text)
+    return Payload(text, None, candidate, candidate and python_parses(text))
 
 
 def headers_json(headers: list[tuple[str, bytes | None]] | None) -> str | None:

@@ -10,7 +10,7 @@ partition's own unique index stays as a second guard."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
@@ -20,7 +20,7 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
-from extract.core.db import JSONB_REFUSED, ensure_partitions, table_identifier
+from extract.core.db import JSONB_REFUSED, ensure_partitions, jsonb_takes_any, table_identifier
 from extract.landing.payload import headers_json, split_payload
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,18 @@ _DIRECT_COPY = (
 )
 
 
-def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
-    """One row per message in the raw table's column order, for the direct COPY and the staged path alike."""
+def _rows(messages: Iterable[Message], unsure: list[str] | None = None) -> Iterator[tuple[object, ...]]:
+    """One row per message in the raw table's column order, streamed (the server works on a batch while
+    Python builds the rest), every JSON candidate in the jsonb column. Given `unsure` (the direct COPY), a
+    candidate Python's parser refused goes in null instead and its text to `unsure` (Payload.python_parses)."""
     for message in messages:
         key = split_payload(message.key, check_json=False)
         value = split_payload(message.value)
         timestamp = message.timestamp
+        json_text = value.text if value.json_candidate else None
+        if unsure is not None and json_text is not None and not value.python_parses:
+            unsure.append(json_text)
+            json_text = None
         yield (
             message.topic,
             message.partition,
@@ -118,9 +124,13 @@ def _rows(messages: Iterable[Message]) -> Iterable[tuple[object, ...]]:
             key.raw_bytes,
             value.text,
             value.raw_bytes,
-            value.text if value.json_candidate else None,
+            json_text,
             headers_json(message.headers),
         )
+
+
+class _JsonbTakesMore(Exception):
+    """jsonb accepts a value Python's parser refused: the direct COPY left it null, so it is undone."""
 
 
 def write_batch(
@@ -154,10 +164,11 @@ def write_batch(
 
 
 def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) -> int:
-    """COPY straight into the raw table (the fast path: no staging table, no INSERT ... SELECT), every
-    value that could be JSON cast to jsonb by the server. When it cannot (a message landed already, say
-    after a rebalance, or a value jsonb refuses), the savepoint undoes it and the staged path lands the
-    batch exactly, a value jsonb refuses keeping its text with a null jsonb."""
+    """COPY straight into the raw table (the fast path: no staging table, no INSERT ... SELECT), the server
+    casting each value Python's parser takes too; the other JSON candidates go in null and the server is
+    asked about them on the side. When that is not exact (a message landed already, say after a rebalance,
+    jsonb refusing a value of the COPY or taking one left null), the savepoint undoes it and the staged path
+    lands the batch, a value jsonb refuses keeping its text with a null jsonb."""
     # One writer per raw table at a time, until commit: load_seq values then become visible in the order
     # they were drawn, which the incremental dbt models rely on (they read load_seq above what they have).
     # Taken before the savepoint, so the staged path keeps it; polling and parsing stay parallel.
@@ -166,15 +177,19 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
     messages = _not_landed(cur, topic, messages)
     if not messages:
         return 0
+    unsure: list[str] = []
     try:
         with cur.connection.transaction():
             with cur.copy(sql.SQL(_DIRECT_COPY).format(table=table_identifier(table))) as copy:
-                for row in _rows(messages):
+                for row in _rows(messages, unsure):
                     copy.write_row(row)
-            return cur.rowcount
-    except (psycopg.errors.UniqueViolation, *JSONB_REFUSED) as error:
-        json_refused = not isinstance(error, psycopg.errors.UniqueViolation)
-        log.debug("batch of %s takes the staged path (%s)", topic, type(error).__name__)
+            inserted = cur.rowcount
+            if unsure and jsonb_takes_any(cur, unsure):
+                raise _JsonbTakesMore
+            return inserted
+    except (psycopg.errors.UniqueViolation, _JsonbTakesMore, *JSONB_REFUSED) as error:
+        log.info("batch of %s takes the staged path (%s)", topic, type(error).__name__)
+        json_refused = bool(unsure) or not isinstance(error, psycopg.errors.UniqueViolation)
     cur.execute(_BATCH_TABLE)
     with cur.copy(_COPY) as copy:
         for row in _rows(messages):

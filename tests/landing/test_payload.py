@@ -30,17 +30,21 @@ from extract.landing.producer import parse_line
 def test_split_payload(data: bytes, text: str | None, raw: bytes | None, json_candidate: bool) -> None:
     payload = split_payload(data)
     assert (payload.text, payload.raw_bytes, payload.json_candidate) == (text, raw, json_candidate)
+    assert payload.python_parses <= payload.json_candidate
 
 
 def test_tombstone_is_all_null() -> None:
-    assert split_payload(None) == (None, None, False)
+    assert split_payload(None) == (None, None, False, False)
 
 
 def test_what_could_be_json_is_left_to_the_database() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     assert could_be_json(deep)
     assert could_be_json("1" * 5000)
-    assert split_payload(deep.encode()).text == deep
+    assert split_payload(deep.encode())[:3] == (deep, None, True)
+    # Python's parser gives up on both; the raw sink then asks Postgres (test_real_producers.py)
+    assert not split_payload(deep.encode()).python_parses
+    assert not split_payload(b"1" * 5000).python_parses
 
 
 def test_headers_keep_undecodable_values_as_hex() -> None:
