@@ -71,8 +71,9 @@ create table if not exists raw.file_load_attempts (
 );
 create index if not exists file_load_attempts_started_at on raw.file_load_attempts (started_at desc);
 
--- The jsonb of a text, or null where jsonb refuses it; used only for a batch or file that holds such a value
--- (the fast path casts every value at once). An exception block costs a subtransaction per row, so on
+-- The jsonb of a text, or null where jsonb refuses it: the server's verdict on the values Python's parser
+-- refused (one query per batch or file), and the cast of a batch or file the direct COPY could not land.
+-- An exception block costs a subtransaction per row, so on
 -- Postgres 16+ a short text is checked with pg_input_is_valid instead: that check still raises (not
 -- returns false) for nesting beyond the stack, but under 1000 characters nesting stays under 500 levels,
 -- and even the smallest max_stack_depth (100kB) takes about 750.
