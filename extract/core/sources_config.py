@@ -20,6 +20,10 @@ FileFormat = Literal["ndjson", "key_value_lines", "csv"]
 KAFKA_FORMATS: tuple[str, ...] = ("json",)
 FILE_FORMATS: tuple[str, ...] = ("ndjson", "key_value_lines", "csv")
 WORKER_MODES: tuple[str, ...] = ("one_subscription", "worker_per_topic")
+# snapshot: every load is the whole entity, so a key missing from a newer load is deleted;
+# delta: a load holds only what changed, so a missing key keeps its last known row.
+LoadMode = Literal["snapshot", "delta"]
+LOAD_MODES: tuple[str, ...] = ("snapshot", "delta")
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -78,6 +82,7 @@ class FileSource:
     raw_table: str
     key_field: str | None
     format: FileFormat = "ndjson"
+    load_mode: LoadMode = "delta"
     description: str = ""
     freshness: Freshness = field(default_factory=Freshness)
     dbt: DbtOptions = field(default_factory=DbtOptions)
@@ -253,6 +258,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
             raw_table=raw_table,
             key_field=key_field,
             format=entry.choice("format", FILE_FORMATS, "ndjson"),  # type: ignore[arg-type]
+            load_mode=entry.choice("load_mode", LOAD_MODES, "delta"),  # type: ignore[arg-type]
             description=description,
             freshness=freshness,
             dbt=dbt,

@@ -156,15 +156,27 @@ def _reads_back(text: str) -> bool:
         return False
 
 
-def _freshness(freshness: Freshness, indent: int) -> str:
+def _freshness(freshness: Freshness, indent: int, *, header: bool = True) -> str:
     pad = " " * indent
     return (
-        f"{pad}config:\n"
-        f"{pad}  loaded_at_field: loaded_at\n"
+        (f"{pad}config:\n" if header else "")
+        + f"{pad}  loaded_at_field: loaded_at\n"
         f"{pad}  freshness:\n"
         f"{pad}    warn_after: {{count: {freshness.warn_after_hours}, period: hour}}\n"
         f"{pad}    error_after: {{count: {freshness.error_after_hours}, period: hour}}\n"
     )
+
+
+def _table_config(source: Source, default_freshness: Freshness, indent: int) -> str:
+    """The table's config: its freshness when not the default, and for a file source its load_mode
+    (meta), which the dedup and history models read to decide whether a missing key is deleted."""
+    pad = " " * indent
+    out = ""
+    if isinstance(source, FileSource):
+        out += f"{pad}  meta:\n{pad}    load_mode: {source.load_mode}\n"
+    if source.freshness != default_freshness:
+        out += _freshness(source.freshness, indent, header=False)
+    return f"{pad}config:\n{out}" if out else ""
 
 
 def table_name(source: Source) -> str:
@@ -178,8 +190,7 @@ def quarantine_source_name(source: Source) -> str:
 def _table(source: Source, kind: _Kind, default_freshness: Freshness) -> str:
     out = f"      - name: {table_name(source)}\n"
     out += _scalar("description", source.description or f"Raw rows of the {source.name} source.", 8)
-    if source.freshness != default_freshness:
-        out += _freshness(source.freshness, 8)
+    out += _table_config(source, default_freshness, 8)
     out += "        data_tests:\n"
     if source.dbt.staged_model:
         out += (

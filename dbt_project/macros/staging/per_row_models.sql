@@ -17,8 +17,9 @@
 
 
 {#- The columns every Kafka message has (a raw table shaped like raw.jobs), renamed: raw pointers, key and
-    value as text, whether either came as bytes, the value as jsonb, `payload` (the value when it is a JSON
-    object, else null) and a 500-character `raw_excerpt` (hex for a binary value). -#}
+    value as text, whether either came as bytes, `is_deleted` (a tombstone with a text key), the value as
+    jsonb, `payload` (the value when it is a JSON object, else null) and a 500-character `raw_excerpt` (hex
+    for a binary value). -#}
 {% macro kafka_message_columns() -%}
         -- ids
         load_seq,
@@ -36,6 +37,10 @@
         -- booleans
         message_key_bytes is not null as has_binary_key,
         message_value_bytes is not null as has_binary_value,
+        -- a tombstone (a text key, no value): the Kafka convention for "this key is gone"
+        coalesce(
+            message_value is null and message_value_bytes is null and message_key <> '', false
+        ) as is_deleted,
 
         -- timestamps
         kafka_timestamp as kafka_published_at,
@@ -50,11 +55,21 @@
 {%- endmacro %}
 
 
-{#- The first quarantine reasons of every Kafka message, in this order: null_value (tombstone),
-    value_not_text, invalid_json, json_not_object, missing_<key> and key_mismatch (a binary key, or a
-    non-empty key other than the payload's id). `key` is the column holding the payload's id (job_id). -#}
+{#- The entity key of a Kafka message: the payload's id (`id_expression`), or for a tombstone its key, the
+    only place a delete names what it deletes. -#}
+{% macro kafka_event_key(id_expression) -%}
+    case when is_deleted then message_key else {{ id_expression }} end
+{%- endmacro %}
+
+
+{#- The first quarantine reasons of every Kafka message, in this order: null_value (a tombstone without a
+    text key: nothing to delete), value_not_text, invalid_json, json_not_object, missing_<key> and
+    key_mismatch (a binary key, or a non-empty key other than the payload's id). A tombstone with a key is
+    no reason: it is a usable event that deletes its key (is_deleted). `key` is the column holding the
+    payload's id (job_id). -#}
 {% macro kafka_message_reasons(key) -%}
-            when message_value is null and not has_binary_value then 'null_value'
+            when message_value is null and not has_binary_value and not is_deleted then 'null_value'
+            when is_deleted then null
             when message_value is null then 'value_not_text'
             when message_value_json is null then 'invalid_json'
             when payload is null then 'json_not_object'

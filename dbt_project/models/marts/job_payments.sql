@@ -29,6 +29,7 @@ services as (
 payments as (
 
     select * from {{ ref('stg_kafka__payments') }}
+    where not is_deleted
 
 ),
 

@@ -1,9 +1,11 @@
 -- The clean jobs table of the case study (grain: job). Look-up functions jobs_by_location(text) and
 -- jobs_by_service(text) are (re)created by the post-hook in the model config (macros/lookup_functions.sql).
 --
+-- Deleted jobs (a tombstone won in stg_kafka__jobs) are not here: the post-hook removes them.
+--
 -- Incremental (delete+insert on job_id). A run rewrites the jobs that changed in stg_kafka__jobs
--- (last_event_load_seq above this table's highest) and the jobs whose user was unknown and has since
--- appeared in the users file (has_known_user can only turn true: a user never leaves stg_files__users).
+-- (last_event_load_seq above this table's highest) and the jobs whose user has since appeared in, or been
+-- deleted from, the users file (has_known_user no longer matches stg_files__users).
 
 {{
     config(
@@ -16,6 +18,10 @@
             {'columns': ['service_name', 'job_at']},
             {'columns': ['last_event_load_seq']},
         ],
+        post_hook=[
+            "delete from {{ this }} where job_id in (select deleted.job_id from {{ ref('stg_kafka__jobs') }}"
+            ~ " as deleted where deleted.is_deleted)",
+        ],
     )
 }}
 
@@ -24,12 +30,14 @@ with
 jobs as (
 
     select * from {{ ref('stg_kafka__jobs') }}
+    where not is_deleted
 
 ),
 
 users as (
 
     select user_id from {{ ref('stg_files__users') }}
+    where not is_deleted
 
 ),
 
@@ -49,8 +57,9 @@ users as (
 
         select current_jobs.job_id
         from {{ this }} as current_jobs
-        inner join {{ ref('stg_files__users') }} as known_users on current_jobs.user_id = known_users.user_id
-        where not current_jobs.has_known_user
+        left join {{ ref('stg_files__users') }} as known_users
+            on current_jobs.user_id = known_users.user_id and not known_users.is_deleted
+        where current_jobs.has_known_user <> (known_users.user_id is not null)
 
     ),
 

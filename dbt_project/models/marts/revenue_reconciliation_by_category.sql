@@ -33,7 +33,7 @@ unknown_job_payments as (
         coalesce(sum(payments.amount) filter (where payments.currency = {{ reporting_currency }}), 0) as paid_amount
     from {{ ref('stg_kafka__payments') }} as payments
     left join jobs on payments.job_id = jobs.job_id
-    where jobs.job_id is null
+    where jobs.job_id is null and not payments.is_deleted
     having count(*) > 0
 
 ),

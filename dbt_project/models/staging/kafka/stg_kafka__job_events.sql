@@ -45,7 +45,7 @@ extracted as (
 
     select
         *,
-        {{ json_id_text('payload', 'JOBIDENTIFIER') }} as job_id,
+        {{ kafka_event_key(json_id_text('payload', 'JOBIDENTIFIER')) }} as job_id,
         {{ json_id_text('payload', 'USERID') }} as user_id,
         {{ normalize_location(json_text('payload', 'LOCATION')) }} as location_id,
         {{ normalize_code(json_text('payload', 'SERVICENAME')) }} as service_name,
@@ -140,6 +140,7 @@ final as (
 
         -- booleans
         quarantine_reason is null as is_usable,
+        is_deleted,
 
         -- timestamps
         job_at,

@@ -1,7 +1,8 @@
 -- One row per job: the latest usable event of each job_id by the Kafka rule (docs/data-model.md,
 -- "Deduplication"): within a partition the highest offset wins; across partitions the partition whose
 -- latest event has the latest Kafka timestamp wins, ties to the higher partition number. Unusable events
--- never take part, so a broken newer event never erases an older usable one.
+-- never take part, so a broken newer event never erases an older usable one. A tombstone is a usable
+-- event: when it wins, the job's row has is_deleted true (its fields null) and the marts drop the job.
 --
 -- Incremental (delete+insert on job_id): a run recomputes the jobs that received a usable event since the
 -- last run, from all their usable events; the watermark is last_event_load_seq. The rule and its
@@ -48,6 +49,9 @@ final as (
         last_event_load_seq,
         kafka_partition,
         kafka_offset,
+
+        -- booleans
+        is_deleted,
 
         -- timestamps
         job_at,

@@ -46,7 +46,7 @@ extracted as (
 
     select
         *,
-        {{ json_id_text('payload', 'PAYMENTID') }} as payment_id,
+        {{ kafka_event_key(json_id_text('payload', 'PAYMENTID')) }} as payment_id,
         {{ json_id_text('payload', 'JOBIDENTIFIER') }} as job_id,
         {{ json_is_absent('payload', 'AMOUNT') }} as amount_absent,
         {{ json_is_absent('payload', 'AMOUNT_MINOR') }} as amount_minor_absent,
@@ -154,6 +154,7 @@ final as (
         -- booleans
         amount_absent and not amount_minor_absent as is_minor_units,
         quarantine_reason is null as is_usable,
+        is_deleted,
 
         -- timestamps
         paid_at,

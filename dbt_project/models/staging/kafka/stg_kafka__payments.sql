@@ -49,6 +49,7 @@ final as (
 
         -- booleans
         is_minor_units,
+        is_deleted,
 
         -- timestamps
         paid_at
