@@ -204,10 +204,14 @@ def _reset(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _answer(_args: argparse.Namespace, settings: Settings) -> int:
-    location, rows = answers.top_revenue(db.make_engine(settings))
-    headers = ["rank", "user_id", "home_location", "total_revenue", "jobs"]
-    print(f"Top non-local users by revenue at {location or '(no rows)'}")
+def _answer(args: argparse.Namespace, settings: Settings) -> int:
+    location, rows = answers.top_revenue(db.make_engine(settings), at_job_time=args.at_job_time)
+    if args.at_job_time:
+        headers = ["rank", "user_id", "current_location", "total_revenue", "jobs"]
+        print(f"Top users by revenue at {location or '(no rows)'} who lived elsewhere at the time of the job")
+    else:
+        headers = ["rank", "user_id", "home_location", "total_revenue", "jobs"]
+        print(f"Top non-local users by revenue at {location or '(no rows)'}")
     print(answers.format_table(headers, rows))
     return 0
 
@@ -384,9 +388,13 @@ def _add_operations_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_query_commands(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("answer", help="print the non-local top revenue table (after dbt build)").set_defaults(
-        handler=_answer
+    answer_cmd = commands.add_parser("answer", help="print the non-local top revenue table (after dbt build)")
+    answer_cmd.add_argument(
+        "--at-job-time",
+        action="store_true",
+        help="users who lived elsewhere when the job took place (marts.non_local_top_revenue_at_job_time)",
     )
+    answer_cmd.set_defaults(handler=_answer)
 
     lookup = commands.add_parser("lookup", help="latest 5 jobs for a location or a service")
     lookup.add_argument("kind", choices=sorted(answers.LOOKUPS))

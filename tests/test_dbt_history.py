@@ -129,6 +129,9 @@ def test_history_deletes_and_both_readings(settings: Settings, pg: psycopg.Conne
         ("u5", Decimal("70.00")),
         ("u4", Decimal("10.00")),
     ]
+    printed = run_cli(settings, "answer", "--at-job-time").stdout.splitlines()
+    assert "who lived elsewhere at the time of the job" in printed[0]
+    assert [line.split("|")[1].strip() for line in printed[3:]] == ["u2", "u1", "u5", "u4"]
     load_ids = [row[0] for row in pg.execute("select load_id from raw.file_loads order by load_id").fetchall()]
     assert history(pg, "u1") == [
         ("LOC_U1", False, False, True, False, load_ids[0]),

@@ -10,6 +10,13 @@ TOP_REVENUE = text(
     "select revenue_rank, user_id, home_location_id, total_revenue, job_count"
     " from marts.non_local_top_revenue order by revenue_rank"
 )
+# The case read at job time: the location the user had when the job took place (marts.users_location_history).
+TOP_REVENUE_AT_JOB_TIME = text(
+    "select revenue_rank, user_id, current_location_id, total_revenue, job_count"
+    " from marts.non_local_top_revenue_at_job_time order by revenue_rank"
+)
+ANSWER_LOCATION = text("select max(location_id) from marts.non_local_top_revenue")
+ANSWER_LOCATION_AT_JOB_TIME = text("select max(location_id) from marts.non_local_top_revenue_at_job_time")
 LOOKUPS = {
     "location": text("select * from marts.jobs_by_location(:value)"),
     "service": text("select * from marts.jobs_by_service(:value)"),
@@ -24,10 +31,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(lines)
 
 
-def top_revenue(engine: Engine) -> tuple[str, list[Sequence[object]]]:
+def top_revenue(engine: Engine, *, at_job_time: bool = False) -> tuple[str, list[Sequence[object]]]:
     with engine.connect() as conn:
-        location = conn.execute(text("select max(location_id) from marts.non_local_top_revenue")).scalar()
-        rows = [tuple(row) for row in conn.execute(TOP_REVENUE)]
+        rows = [tuple(row) for row in conn.execute(TOP_REVENUE_AT_JOB_TIME if at_job_time else TOP_REVENUE)]
+        location = conn.execute(ANSWER_LOCATION_AT_JOB_TIME if at_job_time else ANSWER_LOCATION).scalar()
     return location or "", rows
 
 

@@ -159,8 +159,7 @@ def _reads_back(text: str) -> bool:
 def _freshness(freshness: Freshness, indent: int, *, header: bool = True) -> str:
     pad = " " * indent
     return (
-        (f"{pad}config:\n" if header else "")
-        + f"{pad}  loaded_at_field: loaded_at\n"
+        (f"{pad}config:\n" if header else "") + f"{pad}  loaded_at_field: loaded_at\n"
         f"{pad}  freshness:\n"
         f"{pad}    warn_after: {{count: {freshness.warn_after_hours}, period: hour}}\n"
         f"{pad}    error_after: {{count: {freshness.error_after_hours}, period: hour}}\n"
