@@ -47,6 +47,14 @@ def test_the_shipped_file_is_valid() -> None:
     assert load_sources(DEFAULT_SOURCES_FILE, env={"KAFKA_TOPIC": "other"}).get("jobs").topic == "other"
 
 
+def test_file_sources_declare_snapshot_or_delta(tmp_path: Path) -> None:
+    shipped = load_sources(DEFAULT_SOURCES_FILE, env={})
+    assert (shipped.get("users").load_mode, shipped.get("services").load_mode) == ("snapshot", "delta")
+    assert load_sources(write(tmp_path, VALID), env={}).get("users").load_mode == "delta"  # the default
+    snapshot = VALID.replace("format: ndjson", "format: ndjson\n    load_mode: snapshot")
+    assert load_sources(write(tmp_path, snapshot), env={}).get("users").load_mode == "snapshot"
+
+
 def test_env_references_resolve(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
     assert load_sources(path, env={}).get("jobs").topic == "jobs"
@@ -82,6 +90,14 @@ def test_retention_is_per_source_and_optional(tmp_path: Path) -> None:
         (RETAINED.replace("raw_days: 30", "raw_days: soon"), "'raw_days' must be a whole number >= 1, got 'soon'"),
         (RETAINED.replace("raw_days: 30", "raw_hours: 30"), "sources.jobs.retention: unknown key(s): raw_hours"),
         (RETAINED.replace("retention:\n      raw_days: 30", "retention: 30"), "jobs.retention: expected a mapping"),
+        (
+            VALID.replace("format: ndjson", "format: ndjson\n    load_mode: full"),
+            "'load_mode' must be one of snapshot, delta, got 'full'",
+        ),
+        (
+            VALID.replace("    raw_table: raw.jobs\n", "    raw_table: raw.jobs\n    load_mode: snapshot\n"),
+            "unknown key(s): load_mode",
+        ),
     ],
 )
 def test_malformed_files_are_refused_with_a_clear_error(tmp_path: Path, text: str, message: str) -> None:

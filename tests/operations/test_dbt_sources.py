@@ -95,6 +95,10 @@ def test_every_source_has_its_table_tests_and_docs() -> None:
         ]
         == "ref('stg_kafka__payment_events')"
     )
+    # A file source's load_mode reaches dbt as meta, where the dedup and history models read it.
+    assert tables[("files", "users")]["config"]["meta"] == {"load_mode": "snapshot"}
+    assert tables[("files", "services")]["config"]["meta"] == {"load_mode": "delta"}
+    assert "config" not in tables[("kafka", "jobs")]
     freshness = documents[GENERATED[0]]["sources"][0]["config"]["freshness"]
     assert freshness == {"warn_after": {"count": 24, "period": "hour"}, "error_after": {"count": 72, "period": "hour"}}
 

@@ -234,10 +234,24 @@ def _json_object(data: bytes, *, not_text: str) -> dict[str, Any]:
     return payload
 
 
+def is_tombstone_delete(key: bytes | None, value: bytes | None) -> bool:
+    """A null value under a non-empty UTF-8 key: deletes that key. Without a usable key: null_value."""
+    if value is not None or not key or b"\x00" in key:
+        return False
+    try:
+        key.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def classify_job(
     key: bytes | None, value: bytes | None, line_number: int = 0, *, now: datetime | None = None
 ) -> tuple[str | None, ReferenceJob | None]:
-    """(quarantine reason, None) or (None, job) for one Kafka message, the first reason in spec order."""
+    """(quarantine reason, None) or (None, job) for one Kafka message, the first reason in spec order;
+    (None, None) for a tombstone with a text key, which deletes the job (is_tombstone_delete)."""
+    if is_tombstone_delete(key, value):
+        return None, None
     try:
         payload = _json_object(_require(value, "null_value"), not_text="value_not_text")
         job_id = _require(normalise_id(payload.get("JOBIDENTIFIER")), "missing_job_id")
@@ -289,6 +303,10 @@ def load_jobs(path: Path, *, now: datetime | None = None) -> ReferenceJobs:
     for line_number, key, value in iter_kafka_lines(path):
         result.raw_count += 1
         reason, job = classify_job(key, value, line_number, now=now)
+        if reason is None and job is None:  # a tombstone deletes its job
+            result.staged_count += 1
+            result.jobs.pop(key.decode("utf-8"), None)
+            continue
         if job is None:
             result.quarantine[str(reason)] += 1
             continue
@@ -436,7 +454,10 @@ def _payment_amount(payload: dict[str, Any]) -> tuple[Decimal, bool]:
 def classify_payment(
     key: bytes | None, value: bytes | None, *, now: datetime | None = None
 ) -> tuple[str | None, ReferencePayment | None]:
-    """(quarantine reason, None) or (None, payment) for one payments message, first reason in spec order."""
+    """(quarantine reason, None) or (None, payment) for one payments message, first reason in spec order;
+    (None, None) for a tombstone with a text key, which deletes the payment."""
+    if is_tombstone_delete(key, value):
+        return None, None
     try:
         payload = _json_object(_require(value, "null_value"), not_text="value_not_text")
         payment_id = _require(normalise_id(payload.get("PAYMENTID")), "missing_payment_id")
@@ -462,6 +483,9 @@ def load_payments(path: Path, *, now: datetime | None = None) -> ReferencePaymen
     for _, key, value in iter_kafka_lines(path):
         result.raw_count += 1
         reason, payment = classify_payment(key, value, now=now)
+        if reason is None and payment is None:  # a tombstone deletes its payment
+            result.payments.pop(key.decode("utf-8"), None)
+            continue
         if payment is None:
             result.quarantine[str(reason)] += 1
             continue

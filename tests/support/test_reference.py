@@ -151,7 +151,9 @@ def test_good_job_is_normalised() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        (b"7", None, "null_value"),
+        (None, None, "null_value"),  # a tombstone without a key deletes nothing
+        (b"", None, "null_value"),
+        (b"\xfe\xff", None, "null_value"),
         (b"7", b'{"JOBIDENTIFIER": "7\x00"}', "value_not_text"),
         (b"7", b'{"JOBIDENTIFIER": "Jos\xe9"}', "value_not_text"),
         (b"7", b'{"JOBIDENTIFIER": "7",', "invalid_json"),
@@ -320,3 +322,7 @@ def test_top_revenue_and_latest_jobs(tmp_path: Path) -> None:
     assert [job.job_id for job in latest] == ["9", "8", "7", "6", "5"]
     assert [job.job_id for job in latest_jobs(ref_jobs, service=" service_2", limit=5)] == ["10"]
     assert len(latest_jobs(ref_jobs, limit=100)) == 10
+
+
+def test_a_keyed_tombstone_is_a_delete_not_a_reason() -> None:
+    assert classify_job(b"7", None, 1) == (None, None)
