@@ -27,7 +27,7 @@ LOAD_ENV := eval "$$($(PY) -m extract env)" &&
 DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
 DBT_VARS := --vars '{location: $(LOCATION)}'
 
-.PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer \
+.PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer metrics \
 	lookup demo test test-quick pytest lint clean roles sources-check retention
 
 help: ## list the targets
@@ -100,6 +100,15 @@ retention: setup ## archive raw day partitions past each source's retention (sou
 
 answer: setup ## print the non-local top revenue table
 	$(PY) -m extract answer
+
+# MetricFlow reads dbt_project/target/semantic_manifest.json, which `dbt parse` writes.
+METRICS ?= revenue,completed_revenue,job_count,paid_amount
+
+metrics: setup ## the semantic layer: revenue, completed_revenue, job_count, paid_amount by month at LOCATION (after build)
+	$(DBT) parse --quiet
+	$(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/mf query --metrics $(METRICS) \
+		--group-by metric_time__month,job__location_id --order metric_time__month \
+		--where "{{ Dimension('job__location_id') }} = '$(LOCATION)'"
 
 lookup: setup ## latest jobs: make lookup KIND=location VALUE=LOC_1294
 	$(PY) -m extract lookup $(KIND) $(VALUE)

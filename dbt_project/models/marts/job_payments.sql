@@ -53,6 +53,7 @@ joined as (
         jobs.service_name,
         coalesce(services.category, 'UNCATEGORISED') as category,
         jobs.job_status,
+        jobs.job_at,
         jobs.revenue,
         case when jobs.job_status = 'COMPLETED' then jobs.revenue else 0 end as amount_due,
         coalesce(payments_per_job.paid_amount, 0) as paid_amount,
@@ -105,6 +106,7 @@ final as (
         mismatch_reason is not null as has_payment_mismatch,
 
         -- timestamps
+        job_at,
         last_paid_at
 
     from classified
