@@ -50,6 +50,7 @@ down: setup ## stop every server `make up` started (whatever the sequence of cal
 
 reset: setup ## drop raw/staging/marts and delete the topics, only in a database `up` created (ADOPT=1 overrides)
 	$(PY) -m extract reset --yes $(ADOPT_FLAG)
+	rm -rf $(DBT_STATE)
 
 roles: setup ## least-privilege roles elt_loader/elt_transformer/elt_analyst (+ LOGIN users if ELT_*_PASSWORD set)
 	$(PY) -m extract roles
@@ -74,8 +75,27 @@ extract: setup ## land every source of sources.yml (files, then topics) in the r
 # passed (dbt_project/macros/tests/test_scope.sql); TEST_SCOPE=all checks every row.
 TEST_SCOPE ?= recent
 
-build: setup ## dbt build: run every model and every test (TEST_SCOPE=all: every test on every row)
-	$(DBT) build --vars '{location: $(LOCATION), test_scope: $(TEST_SCOPE)}'
+# Rule changes reach old rows: the manifest of the last successful build is kept in DBT_STATE; when a model's
+# SQL, a macro it uses, its config or a var its rules read (meta.rule_vars) changed since, and that touches an
+# incremental model, dbt's state comparison (state:modified+) picks those models and everything downstream,
+# and they are rebuilt with --full-refresh after the rest is built as usual.
+DBT_STATE ?= $(ELT_STATE_DIR)/dbt-last-success
+# EXTRA_VARS: more vars for this build, e.g. EXTRA_VARS='max_revenue: 5000' (a rule change like any other).
+EXTRA_VARS ?=
+BUILD_VARS = --vars '{location: $(LOCATION), test_scope: $(TEST_SCOPE)$(if $(EXTRA_VARS),$(comma) $(EXTRA_VARS))}'
+comma := ,
+
+build: setup ## dbt build: every model and test; a rule change rebuilds what it affects (TEST_SCOPE=all: every row)
+	@$(LOAD_ENV) cd dbt_project && export DBT_PROFILES_DIR=. && dbt=../$(BIN)/dbt && state="$(DBT_STATE)" && \
+	stale= && if [ -f "$$state/manifest.json" ]; then \
+		stale=$$($$dbt ls --quiet --resource-type model --output name --state "$$state" $(BUILD_VARS) \
+			--select 'state:modified+,config.materialized:incremental' | tr '\n' ' ') || exit 1; fi && \
+	if [ -n "$$stale" ]; then \
+		echo "rules changed since the last successful build: rebuilding $${stale}and what depends on them (--full-refresh)" && \
+		$$dbt build $(BUILD_VARS) --state "$$state" --exclude 'state:modified+' && \
+		$$dbt build $(BUILD_VARS) --state "$$state" --select 'state:modified+' --full-refresh; \
+	else $$dbt build $(BUILD_VARS); fi && \
+	mkdir -p "$$state" && cp "$${DBT_TARGET_PATH:-target}/manifest.json" "$$state/manifest.json"
 
 run: setup ## dbt run
 	$(DBT) run $(DBT_VARS)

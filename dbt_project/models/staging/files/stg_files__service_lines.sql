@@ -6,11 +6,15 @@
 -- The line columns and the first reasons are shared by every file source (file_line_columns,
 -- file_line_reasons in macros/staging/per_row_models.sql); what follows them here is the service.
 
+-- meta.rule_vars: the vars this model's rules read, so a change to one shows in dbt's state comparison
+-- (state:modified), and `make build` rebuilds this model and what depends on it from scratch.
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
+        meta={'rule_vars': {'max_revenue': var('max_revenue'), 'service_line_keys': var('service_line_keys')}},
         indexes=[
             {'columns': ['load_seq'], 'unique': True},
             {'columns': ['service_name']},

@@ -5,11 +5,15 @@
 -- The line columns and the first reasons are shared by every file source (file_line_columns,
 -- file_line_reasons in macros/staging/per_row_models.sql); what follows them here is the user.
 
+-- meta.rule_vars: the vars this model's rules read, so a change to one shows in dbt's state comparison
+-- (state:modified), and `make build` rebuilds this model and what depends on it from scratch.
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
+        meta={'rule_vars': {'user_line_keys': var('user_line_keys')}},
         indexes=[
             {'columns': ['load_seq'], 'unique': True},
             {'columns': ['user_id']},

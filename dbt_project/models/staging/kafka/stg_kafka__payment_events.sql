@@ -10,11 +10,15 @@
 -- The message columns and the first six reasons are shared by every Kafka source (kafka_message_columns,
 -- kafka_message_reasons in macros/staging/per_row_models.sql); what follows them here is the payment.
 
+-- meta.rule_vars: the vars this model's rules read, so a change to one shows in dbt's state comparison
+-- (state:modified), and `make build` rebuilds this model and what depends on it from scratch.
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='fail',
+        meta={'rule_vars': {'max_revenue': var('max_revenue'), 'payment_event_keys': var('payment_event_keys')}},
         pre_hook='set local jit = off',
         indexes=[
             {'columns': ['load_seq'], 'unique': True},
