@@ -28,7 +28,7 @@ DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
 DBT_VARS := --vars '{location: $(LOCATION)}'
 
 .PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer metrics \
-	lookup demo test test-quick pytest lint clean roles sources-check retention
+	lookup demo test test-quick pytest lint clean roles sources-check retention score
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -153,10 +153,14 @@ test-quick: setup ## the quick tests alone: every room's unit and fast tests, no
 sources-check: setup ## fail when dbt's generated sources files drift from sources.yml (fix: extract sources --write)
 	$(PY) -m extract sources --check
 
-lint: up sources-check compose-check ## sources-check, compose-check, ruff, and SQLFluff with the dbt templater
+lint: up sources-check compose-check score ## sources-check, compose-check, dbt-score, ruff, and SQLFluff with the dbt templater
 	$(BIN)/ruff check extract tests bench
 	$(BIN)/ruff format --check extract tests bench
 	$(LOAD_ENV) cd dbt_project && ../$(BIN)/sqlfluff lint models macros tests
+
+score: setup ## dbt-score on the manifest: documentation, tests, owners (fails under 9.5)
+	$(DBT) parse --quiet
+	cd dbt_project && ../$(BIN)/dbt-score lint --manifest target/manifest.json --fail-project-under 9.5 --show failing-items
 
 test: lint pytest ## every check CI runs
 
