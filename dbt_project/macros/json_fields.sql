@@ -84,7 +84,8 @@
         when ({{ json_col }} - {{ sql_text_array(mapped_keys) }}) <> '{}'::jsonb
             then (
                 select jsonb_agg(unmapped.json_key order by unmapped.json_key)
-                from jsonb_object_keys({{ json_col }} - {{ sql_text_array(mapped_keys) }}) as unmapped (json_key)
+                -- the subquery reads the row's own column: nothing to qualify it with
+                from jsonb_object_keys({{ json_col }} - {{ sql_text_array(mapped_keys) }}) as unmapped (json_key)  -- noqa: RF02
             )
     end)
 {%- endmacro %}

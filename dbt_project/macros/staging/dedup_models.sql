@@ -40,7 +40,7 @@
     {%- set snapshot = kind == 'file' and load_mode == 'snapshot' -%}
     with
 
-    {% if kind == 'file' -%}
+    {% if snapshot -%}
         loads as (
 
             -- every load, even one without a usable line: in a snapshot, that too says who is gone
@@ -73,9 +73,8 @@
             from {{ this }} as judged
             where
                 (select max(loads.load_id) from loads) > (
-                    select
-                        coalesce(greatest(max(previous_run.last_seen_load_id), max(previous_run.deleted_by_load_id)), 0)
-                    from {{ this }} as previous_run
+                    select coalesce(greatest(max(previous.last_seen_load_id), max(previous.deleted_by_load_id)), 0)
+                    from {{ this }} as previous
                 )
             {%- endif %}
 
@@ -158,12 +157,12 @@
 
     select
         ranked.*,
-        {%- if snapshot %}
+        {% if snapshot -%}
             sightings.last_seen_load_id,
             deleting_load.load_id is not null as is_deleted,
             deleting_load.load_id as deleted_by_load_id,
             deleting_load.loaded_at as deleted_at
-        {%- else %}
+        {%- else -%}
             null::bigint as last_seen_load_id,
             false as is_deleted,
             null::bigint as deleted_by_load_id,

@@ -10,7 +10,7 @@
     load_seq already staged on an incremental run (the model appends; a raw row never changes). -#}
 {% macro new_raw_rows(raw_table) -%}
     select * from {{ raw_table }}
-    {% if is_incremental() -%}
+    {%- if is_incremental() %}
         where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
     {%- endif %}
 {%- endmacro %}

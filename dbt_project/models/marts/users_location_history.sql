@@ -72,23 +72,41 @@ appearances as (
 
 {%- if load_mode == 'snapshot' %}
 
+    first_appearances as (
+
+        select
+            user_id,
+            min(load_id) as first_load_id
+        from appearances
+        group by user_id
+
+    ),
+
+    named_in_load as (
+
+        select distinct
+            user_id,
+            load_id
+        from lines
+        where user_id is not null
+
+    ),
+
     sightings as (
 
         -- every load that names a user, in a usable line or not, from its first usable line on: a broken
         -- line naming the user keeps it (the dedup rule), a load without the user deletes it
         select
-            named.user_id,
-            named.load_id,
-            lead(named.load_id) over (partition by named.user_id order by named.load_id) as next_sighting_load_id
-        from (select distinct user_id, load_id from lines where user_id is not null) as named
-        inner join (
-            select
-                user_id,
-                min(load_id) as first_load_id
-            from appearances
-            group by user_id
-        ) as first_usable
-            on named.user_id = first_usable.user_id and named.load_id >= first_usable.first_load_id
+            named_in_load.user_id,
+            named_in_load.load_id,
+            lead(named_in_load.load_id) over (
+                partition by named_in_load.user_id order by named_in_load.load_id
+            ) as next_sighting_load_id
+        from named_in_load
+        inner join first_appearances
+            on
+                named_in_load.user_id = first_appearances.user_id
+                and named_in_load.load_id >= first_appearances.first_load_id
 
     ),
 
