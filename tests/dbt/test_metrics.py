@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from extract.generate import generate_files
-from extract.settings import Settings
+from extract.core.settings import Settings
+from extract.sample_data.jobs import generate_files
 from tests.conftest import DBT_PROJECT, env_for, run_cli, run_dbt
 
 pytestmark = pytest.mark.slow

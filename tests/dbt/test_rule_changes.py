@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from extract.settings import Settings
+from extract.core.settings import Settings
 from tests.conftest import ROOT, env_for, run_cli, run_dbt
 
 pytestmark = pytest.mark.slow

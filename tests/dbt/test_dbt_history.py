@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from extract.producer import ensure_topic
-from extract.settings import Settings
+from extract.core.settings import Settings
+from extract.landing.producer import ensure_topic
 from tests.conftest import run_cli, run_dbt
 
 pytestmark = pytest.mark.slow
