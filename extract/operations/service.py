@@ -41,7 +41,7 @@ from prometheus_client import (
 from psycopg import sql
 
 from extract.core import db
-from extract.core.settings import Settings
+from extract.core.settings import Settings, env_float, env_int
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing.kafka_extractor import ExtractObserver
 from extract.operations.health import Health
@@ -73,11 +73,11 @@ class ServiceSettings:
         env = os.environ if env is None else env
         return cls(
             metrics_host=env.get("EXTRACT_METRICS_HOST") or cls.metrics_host,
-            metrics_port=int(env.get("EXTRACT_METRICS_PORT") or cls.metrics_port),
-            dbt_build_interval_s=float(env.get("DBT_BUILD_INTERVAL_S") or cls.dbt_build_interval_s),
-            health_poll_s=float(env.get("EXTRACT_HEALTH_POLL_S") or cls.health_poll_s),
-            retention_interval_s=float(env.get("RETENTION_INTERVAL_S") or cls.retention_interval_s),
-            health_grace_s=float(env.get("EXTRACT_HEALTH_GRACE_S") or cls.health_grace_s),
+            metrics_port=env_int(env, "EXTRACT_METRICS_PORT", cls.metrics_port, minimum=0, maximum=65535),
+            dbt_build_interval_s=env_float(env, "DBT_BUILD_INTERVAL_S", cls.dbt_build_interval_s),
+            health_poll_s=env_float(env, "EXTRACT_HEALTH_POLL_S", cls.health_poll_s, minimum=0.1),
+            retention_interval_s=env_float(env, "RETENTION_INTERVAL_S", cls.retention_interval_s),
+            health_grace_s=env_float(env, "EXTRACT_HEALTH_GRACE_S", cls.health_grace_s),
             dbt_project_dir=Path(env.get("DBT_PROJECT_DIR") or cls.dbt_project_dir),
         )
 

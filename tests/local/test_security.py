@@ -345,7 +345,7 @@ def test_invalid_topic_names_are_refused_in_one_line(
     args = [arg.replace("FILE", str(path)) for arg in command]
     for topic in INVALID_TOPICS:
         result = run_cli(dataclasses.replace(settings, kafka_topic=topic), *args, check=False)
-        assert result.returncode == 1, (topic, result.stderr)
+        assert result.returncode == 2, (topic, result.stderr)  # sources.yml's topic: a configuration error
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, (topic, result.stderr)
         assert re.fullmatch(r"error: .*'topic' .+ is not a valid Kafka topic name", lines[0]), lines[0]
@@ -380,6 +380,7 @@ def test_kafka_security_settings_pass_through_from_the_environment() -> None:
     assert settings.kafka_client_config() == {
         "bootstrap_servers": ["b1:9093", "b2:9093"],
         "security_protocol": "SASL_SSL",
+        "bootstrap_timeout_ms": 2000,
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "pipeline",
         "sasl_plain_password": "s3cret",
@@ -388,7 +389,7 @@ def test_kafka_security_settings_pass_through_from_the_environment() -> None:
     # Secrets stay out of reprs (logs, tracebacks).
     assert "s3cret" not in repr(settings)
     plain = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b1:9092"}).kafka_client_config()
-    assert plain == {"bootstrap_servers": ["b1:9092"], "security_protocol": "PLAINTEXT"}
+    assert plain == {"bootstrap_servers": ["b1:9092"], "security_protocol": "PLAINTEXT", "bootstrap_timeout_ms": 2000}
 
 
 def test_no_credentials_are_committed() -> None:
