@@ -29,6 +29,9 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
+# A sources file is a few KB; a bound keeps a wrong path (a log, a dump) from being read whole.
+MAX_SOURCES_FILE_BYTES = 1 << 20
+
 
 class SourcesConfigError(ValueError):
     """The sources file is unusable; the message names the file, the entry and the problem."""
@@ -137,6 +140,55 @@ def _interpolate(value: str, env: Mapping[str, str]) -> str:
         return resolved
 
     return _ENV_REFERENCE.sub(replace, value)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML without anchors, aliases or duplicate keys: an alias bomb expands to gigabytes, and with
+    duplicates a second `jobs:` silently replaces the first."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise SourcesConfigError(
+                f"line {event.start_mark.line + 1}: YAML {kind}{anchor} is not allowed; write the values out"
+            )
+        return super().compose_node(parent, index)  # type: ignore[misc]
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise SourcesConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_document(path: Path) -> object:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SOURCES_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise SourcesConfigError(f"sources file not found: {path} (set ELT_SOURCES_FILE)") from None
+    except OSError as error:
+        raise SourcesConfigError(f"cannot read the sources file {path}: {error.strerror or error}") from None
+    if len(data) > MAX_SOURCES_FILE_BYTES:
+        raise SourcesConfigError(f"{path}: larger than {MAX_SOURCES_FILE_BYTES} bytes; is it the sources file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise SourcesConfigError(
+            f"{path}: line {line} is not UTF-8 (byte {error.start}); save the file as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader that also refuses aliases
+    except SourcesConfigError as error:
+        raise SourcesConfigError(f"{path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise SourcesConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
 
 
 class _Entry:
@@ -271,12 +323,7 @@ def _source(name: object, data: object, env: Mapping[str, str], where: str) -> S
 def load_sources(path: Path | None = None, env: Mapping[str, str] | None = None) -> SourcesConfig:
     path = Path(path or os.environ.get("ELT_SOURCES_FILE") or DEFAULT_SOURCES_FILE)
     env = os.environ if env is None else env
-    try:
-        document = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SourcesConfigError(f"sources file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise SourcesConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    document = _read_document(path)
     root = _Entry(str(path), document, env)
     if root.integer("version", 0, minimum=0) != 1:
         raise SourcesConfigError(f"{path}: 'version: 1' is required")

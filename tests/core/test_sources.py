@@ -110,7 +110,7 @@ def test_malformed_files_are_refused_with_a_clear_error(tmp_path: Path, text: st
 def test_cli_reports_a_malformed_sources_file_in_one_line(settings: Settings, tmp_path: Path) -> None:
     path = write(tmp_path, VALID.replace("format: ndjson", "format: xml"))
     result = run_cli(dataclasses.replace(settings, sources_file=path), "run", "--until-end", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "'format' must be one of" in result.stderr and "Traceback" not in result.stderr
 
