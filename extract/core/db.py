@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from importlib import resources
 
 import psycopg
@@ -14,6 +15,55 @@ from extract.core.settings import Settings
 from extract.core.sources_config import SourcesConfig
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseRefused(RuntimeError):
+    """The server answered and said no in a way no retry can heal (no such database or role, password
+    refused, permission denied); the message says so in one line, with what to change."""
+
+
+# Connection-time refusals carry no SQLSTATE in libpq, only the server's FATAL text.
+_CONNECT_REFUSALS = (
+    (re.compile(r'database "(?P<name>[^"]*)" does not exist'), "no_database"),
+    (re.compile(r'role "(?P<name>[^"]*)" does not exist'), "no_role"),
+    (re.compile(r"password authentication failed|no password supplied|authentication failed"), "password"),
+    (re.compile(r"no pg_hba\.conf entry"), "hba"),
+    (re.compile(r"permission denied"), "permission"),
+)
+_SQLSTATE_REFUSALS = {"3D000": "no_database", "28000": "hba", "28P01": "password", "42501": "permission"}
+
+
+def refusal(error: BaseException, settings: Settings) -> DatabaseRefused | None:
+    """The one-line DatabaseRefused for `error` (psycopg's or SQLAlchemy's wrapper), or None when the error
+    may heal (connection lost, server down or restarting, deadlock, serialization failure)."""
+    error = getattr(error, "orig", None) or error
+    if not isinstance(error, psycopg.Error):
+        return None
+    text = " ".join(str(error).split())
+    kind = _SQLSTATE_REFUSALS.get(error.sqlstate or "")
+    if kind is None:
+        kind = next((kind for pattern, kind in _CONNECT_REFUSALS if pattern.search(text)), None)
+    if kind is None:
+        return None
+    server = f"{settings.pg_host}:{settings.pg_port}"
+    messages = {
+        "no_database": f"database {settings.pg_database!r} does not exist on {server}; create it"
+        " (`make up` does for the embedded default) or set PGDATABASE",
+        "no_role": f"login refused at {server}: role {settings.pg_user!r} does not exist; set PGUSER",
+        "password": f"login refused at {server} for user {settings.pg_user!r}: wrong or missing password;"
+        " check PGPASSWORD",
+        "hba": f"login refused at {server} for user {settings.pg_user!r}: the server's pg_hba.conf does not"
+        " allow this connection",
+        "permission": f"permission denied for user {settings.pg_user!r} on {server}"
+        f" (database {settings.pg_database!r}): {_server_message(text)}; grant it or use a role that has it"
+        " (`python -m extract roles`)",
+    }
+    return DatabaseRefused(messages[kind])
+
+
+def _server_message(text: str) -> str:
+    """The server's own sentence without libpq's 'connection failed: ... FATAL:' preamble."""
+    return text.rpartition("FATAL:")[2].strip() or text
 
 
 def database_url(settings: Settings, database: str | None = None) -> URL:

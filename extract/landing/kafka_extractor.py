@@ -21,7 +21,7 @@ from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, Of
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
-from extract.core import db
+from extract.core import db, kafka_probe
 from extract.core.settings import Settings
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing import kafka_records  # noqa: F401 - installs the reader of non-UTF-8 header keys
@@ -183,6 +183,10 @@ class KafkaExtractor:
                 return action(self._connection())
             except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as error:
                 notify(self.observers, "on_db_error", self, what, error)
+                refused = db.refusal(error, self.settings)
+                if refused is not None:
+                    # No such database or role, a refused password: the whole budget would end the same way.
+                    raise refused from error
                 lost = self._conn is None or self._conn.closed or self._conn.broken
                 if self._conn is not None:
                     self._conn.close()
@@ -372,6 +376,8 @@ class KafkaExtractor:
                 return polled
 
     def run(self, *, until_end: bool = False) -> ExtractStats:
+        # The broker first: a wrong protocol or a dead broker is said in seconds, before any database work.
+        kafka_probe.check_broker(self.settings, self.stop)
         self._with_db_retry("creating the raw schema", lambda conn: db.ensure_raw_schema(conn, self.config))
         notify(self.observers, "on_start", self, until_end)
         failure: BaseException | None = None
@@ -419,7 +425,8 @@ class KafkaExtractor:
         finally:
             notify(self.observers, "on_end", self, failure)
             self.close()
-        log.info(
+        # DEBUG: the command prints this summary itself (one line per action).
+        log.debug(
             "landed %d new of %d messages from %s in %d batches in %.1fs",
             self.stats.inserted,
             self.stats.messages,

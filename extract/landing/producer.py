@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from extract.core.kafka_probe import check_broker
 from extract.core.progress import Bar
 from extract.core.settings import Settings
 
@@ -140,6 +141,7 @@ def produce_file(
         raise ProduceError(f"file not found: {path}")
     if compression not in COMPRESSION_CODECS:
         raise ProduceError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSION_CODECS)}")
+    check_broker(settings)
     try:
         ensure_topic(settings, topic, partitions)
         max_message_bytes = topic_max_message_bytes(settings, topic)
@@ -193,5 +195,5 @@ def produce_file(
         log.warning("%s: skipped %d blank lines (the console producer rejects them)", path, blank)
     for problem in invalid:
         log.warning("%s:%d: skipped: %s", path, problem.line_number, problem.reason)
-    log.info("sent %d messages from %s to %r", sent, path, topic)
+    log.debug("sent %d messages from %s to %r", sent, path, topic)  # the command prints the summary
     return ProduceResult(sent, blank, invalid)

@@ -13,6 +13,7 @@ from kafka.errors import UnknownTopicOrPartitionError
 from psycopg import sql
 
 from extract.core import db
+from extract.core.kafka_probe import check_broker
 from extract.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def reset_everything(settings: Settings, *, adopt: bool = False, keep_topics: bo
         log.info("dropped schemas raw, staging, marts; the topics are kept")
         return
     topics = [source.topic for source in settings.sources().kafka_sources()]
+    check_broker(settings)
     admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
     try:
         existing = [topic for topic in topics if topic in set(admin.list_topics())]

@@ -1,0 +1,121 @@
+"""A bounded look at the broker before any kafka-python client exists.
+
+kafka-python's bootstrap has no deadline on a TLS handshake: KAFKA_SECURITY_PROTOCOL=SSL against a plaintext
+listener waits for minutes inside the client, where no signal handler can reach it. This probe opens the
+connection the way the settings say (TCP, then TLS when asked), sends one ApiVersions request and waits for
+its answer, all within KAFKA_CONNECT_TIMEOUT_S, so a dead broker or a wrong protocol is one line in seconds."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+
+from extract.core.settings import Settings, SettingsError
+
+_API_VERSIONS_KEY = 18
+_CORRELATION_ID = 0x454C54  # "ELT"
+_CLIENT_ID = b"jobs-elt-probe"
+
+
+class KafkaUnreachable(RuntimeError):
+    """No bootstrap server answered within the timeout; the message names them and the protocol."""
+
+
+def _api_versions_request() -> bytes:
+    body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, _CORRELATION_ID, len(_CLIENT_ID)) + _CLIENT_ID
+    return struct.pack(">i", len(body)) + body
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        data += chunk
+    return data
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    cafile = settings.kafka_ssl_cafile
+    if cafile and not os.path.isfile(cafile):
+        raise SettingsError(f"KAFKA_SSL_CAFILE={cafile!r}: no such file")
+    return ssl.create_default_context(cafile=cafile)
+
+
+def _probe_one(settings: Settings, server: str, deadline: float) -> None:
+    """Raise OSError (or SettingsError for a verdict no retry changes) unless `server` answers ApiVersions."""
+    host, _, port = server.rpartition(":")
+    host = host.strip("[]")
+    protocol = settings.kafka_security_protocol
+    sock = socket.create_connection((host, int(port)), timeout=max(0.05, deadline - time.monotonic()))
+    try:
+        if protocol in ("SSL", "SASL_SSL"):
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                sock = _tls_context(settings).wrap_socket(sock, server_hostname=host)
+            except TimeoutError:
+                raise SettingsError(
+                    f"KAFKA_SECURITY_PROTOCOL={protocol}: no TLS handshake from {server} within"
+                    f" {settings.kafka_connect_timeout_s:g}s; is that listener plaintext (use PLAINTEXT or"
+                    " SASL_PLAINTEXT)?"
+                ) from None
+            except ssl.SSLCertVerificationError as error:
+                raise SettingsError(
+                    f"KAFKA_SECURITY_PROTOCOL={protocol}: the certificate of {server} is not trusted"
+                    f" ({error.verify_message}); set KAFKA_SSL_CAFILE to its CA"
+                ) from None
+            except ssl.SSLError as error:
+                raise SettingsError(
+                    f"KAFKA_SECURITY_PROTOCOL={protocol}: TLS handshake with {server} failed ({error.reason});"
+                    " is that listener plaintext?"
+                ) from None
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        sock.sendall(_api_versions_request())
+        try:
+            size, correlation = struct.unpack(">ii", _receive(sock, 8))
+        except TimeoutError:
+            hint = "TLS (use SSL or SASL_SSL)" if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") else "Kafka"
+            raise SettingsError(
+                f"{server} accepted a connection but did not answer a Kafka request within"
+                f" {settings.kafka_connect_timeout_s:g}s with KAFKA_SECURITY_PROTOCOL={protocol};"
+                f" does it expect {hint}?"
+            ) from None
+        if correlation != _CORRELATION_ID or size < 4:
+            raise SettingsError(f"{server} answered, but not as a Kafka broker; check KAFKA_BOOTSTRAP_SERVERS")
+    finally:
+        sock.close()
+
+
+def check_broker(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Return once one bootstrap server answers; raise KafkaUnreachable (nobody answered in time) or
+    SettingsError (somebody answered, and the settings are what is wrong)."""
+    servers = settings.kafka_bootstrap_servers.split(",")
+    deadline = time.monotonic() + settings.kafka_connect_timeout_s
+    problems: dict[str, str] = {}
+    while True:
+        for server in servers:
+            if stop is not None and stop.is_set():
+                raise KafkaUnreachable("stopped while connecting to Kafka")
+            try:
+                _probe_one(settings, server, deadline)
+                return
+            except (OSError, ValueError) as error:
+                if isinstance(error, SettingsError):
+                    raise
+                problems[server] = (getattr(error, "strerror", None) or str(error) or type(error).__name__).strip()
+        if time.monotonic() + 0.25 >= deadline:
+            break
+        if stop is not None and stop.wait(0.25):
+            raise KafkaUnreachable("stopped while connecting to Kafka")
+        if stop is None:
+            time.sleep(0.25)
+    details = "; ".join(f"{server}: {problem}" for server, problem in problems.items())
+    raise KafkaUnreachable(
+        f"cannot reach Kafka at {settings.kafka_bootstrap_servers} within {settings.kafka_connect_timeout_s:g}s"
+        f" ({details}); is the broker running (`make up`)? check KAFKA_BOOTSTRAP_SERVERS"
+    )
