@@ -6,10 +6,12 @@ import csv
 import hashlib
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import psycopg
 from psycopg import sql
@@ -23,6 +25,8 @@ from extract.landing.payload import Payload, could_be_json, python_parses, split
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+# Snapshots up to this size stay in memory; bigger ones spill to a temporary file.
+_SNAPSHOT_IN_MEMORY = 64 << 20
 
 
 class FileSourceError(RuntimeError):
@@ -37,23 +41,46 @@ class FileLoadResult:
     lines: int
     file_sha256: str
     already_loaded: bool
+    file_bytes: int = 0
 
 
-def file_digest(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+class Snapshot:
+    """The file's bytes, read once: the hash, the size and every line landed come from this copy, so a
+    file appended to, truncated or replaced while it loads can never mix two contents in one load."""
 
+    def __init__(self, path: Path) -> None:
+        digest = hashlib.sha256()
+        self.size = 0
+        self._copy: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SNAPSHOT_IN_MEMORY)  # noqa: SIM115
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                    self._copy.write(chunk)
+                    self.size += len(chunk)
+        except BaseException:
+            self._copy.close()
+            raise
+        self.sha256 = digest.hexdigest()
 
-def iter_lines(path: Path) -> Iterator[bytes]:
-    """Lines split on LF only; CR, BOM and a last line without LF stay as they are (raw means raw)."""
-    with path.open("rb") as handle:
-        for line in handle:
+    def lines(self) -> Iterator[bytes]:
+        """Lines split on LF only; CR, BOM and a last line without LF stay as they are (raw means raw)."""
+        self._copy.seek(0)
+        for line in self._copy:
             yield line[:-1] if line.endswith(b"\n") else line
+
+    def first_line(self) -> bytes:
+        self._copy.seek(0)
+        return self._copy.readline()
+
+    def close(self) -> None:
+        self._copy.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def _ndjson_view(payload: Payload, header: list[str] | None) -> str | None:
@@ -84,9 +111,8 @@ _JSON_VIEWS: dict[str, Callable[[Payload, list[str] | None], str | None]] = {
 }
 
 
-def _csv_header(path: Path) -> list[str] | None:
-    with path.open("rb") as handle:
-        first = handle.readline().removesuffix(b"\n").removesuffix(b"\r").removeprefix(b"\xef\xbb\xbf")
+def _csv_header(snapshot: Snapshot) -> list[str] | None:
+    first = snapshot.first_line().removesuffix(b"\n").removesuffix(b"\r").removeprefix(b"\xef\xbb\xbf")
     try:
         rows = list(csv.reader([first.decode("utf-8")], strict=True))
     except (UnicodeDecodeError, csv.Error):
@@ -127,6 +153,11 @@ def load_file(
     try:
         result = _load_file(settings, source, path, config)
     except (FileSourceError, psycopg.Error, OSError) as error:
+        refused = db.refusal(error, settings)
+        if refused is not None:
+            raise refused from error  # nowhere to record the attempt either: one line, not two
+        if isinstance(error, psycopg.OperationalError) and str(error).startswith("connection failed"):
+            raise
         message = " ".join(str(error).split()) or type(error).__name__
         record_file_attempt(
             settings, source=source.name, path=path, started_at=started_at, outcome="failed", error=message
@@ -139,7 +170,7 @@ def load_file(
         started_at=started_at,
         outcome="duplicate" if result.already_loaded else "loaded",
         sha256=result.file_sha256,
-        file_bytes=path.stat().st_size,
+        file_bytes=result.file_bytes,
         rows=0 if result.already_loaded else result.lines,
         load_id=result.load_id,
     )
@@ -150,10 +181,17 @@ def _load_file(
     settings: Settings, source: FileSource, path: Path, config: SourcesConfig | None = None
 ) -> FileLoadResult:
     _validate(path)
-    sha, size = file_digest(path)
+    with Snapshot(path) as snapshot:
+        return _load_snapshot(settings, source, path, snapshot, config)
+
+
+def _load_snapshot(
+    settings: Settings, source: FileSource, path: Path, snapshot: Snapshot, config: SourcesConfig | None
+) -> FileLoadResult:
+    sha, size = snapshot.sha256, snapshot.size
     if size == 0:
         raise FileSourceError(f"file is empty: {path}")
-    header = _csv_header(path) if source.format == "csv" else None
+    header = _csv_header(snapshot) if source.format == "csv" else None
     if source.format == "csv" and header is None:
         raise FileSourceError(f"{path}: the first line is not a CSV header of distinct, non-empty names")
     with db.connect(settings) as conn:
@@ -166,22 +204,29 @@ def _load_file(
                 (source.name, sha),
             ).fetchone()
             if existing:
-                log.info("%s: this content is already load %d of %s; nothing to do", path, existing[0], source.name)
-                return FileLoadResult(source.name, str(path), existing[0], existing[1], sha, already_loaded=True)
+                log.debug("%s: this content is already load %d of %s", path, existing[0], source.name)
+                return FileLoadResult(source.name, str(path), existing[0], existing[1], sha, True, size)
             load_id = conn.execute(
                 "insert into raw.file_loads (source_name, file_name, file_sha256, file_bytes, line_count)"
                 " values (%s, %s, %s, %s, 0) returning load_id",
                 (source.name, str(path), sha, size),
             ).fetchone()[0]
             db.ensure_partitions(conn, source.raw_table)
-            lines = _copy_lines(conn, source, path, header=header, load_id=load_id, sha=sha)
+            lines = _copy_lines(conn, source, path, snapshot, header=header, load_id=load_id, sha=sha)
             conn.execute("update raw.file_loads set line_count = %s where load_id = %s", (lines, load_id))
-    log.info("%s: loaded %d lines into %s as load %d", path, lines, source.raw_table, load_id)
-    return FileLoadResult(source.name, str(path), load_id, lines, sha, already_loaded=False)
+    log.debug("%s: loaded %d lines into %s as load %d", path, lines, source.raw_table, load_id)
+    return FileLoadResult(source.name, str(path), load_id, lines, sha, False, size)
 
 
 def _copy_lines(
-    conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
+    conn: psycopg.Connection,
+    source: FileSource,
+    path: Path,
+    snapshot: Snapshot,
+    *,
+    header: list[str] | None,
+    load_id: int,
+    sha: str,
 ) -> int:
     """COPY the lines straight into the raw table (the fast path), the server casting each JSON view that
     Python's parser takes too; the other views go in null and the server is asked about them afterwards.
@@ -198,7 +243,7 @@ def _copy_lines(
             with cur.copy(copy_sql) as copy:
                 constant = (load_id, str(path), sha)
                 lines = 0
-                for lines, payload, json_text in _payloads(source, path, header):
+                for lines, payload, json_text in _payloads(source, path, snapshot, header):
                     if json_text is not None and not _python_parses(source, payload, json_text):
                         unsure.append(json_text)
                         json_text = None  # noqa: PLW2901 - the direct COPY leaves it to the check below
@@ -208,7 +253,7 @@ def _copy_lines(
         return lines
     except (_JsonbTakesMore, *db.JSONB_REFUSED):
         log.info("jsonb and Python's parser disagree on a line; loading through the staged path")
-    return _copy_lines_staged(conn, source, path, header=header, load_id=load_id, sha=sha)
+    return _copy_lines_staged(conn, source, path, snapshot, header=header, load_id=load_id, sha=sha)
 
 
 class _JsonbTakesMore(Exception):
@@ -224,11 +269,13 @@ def _python_parses(source: FileSource, payload: Payload, json_text: str) -> bool
     return python_parses(json_text)
 
 
-def _payloads(source: FileSource, path: Path, header: list[str] | None) -> Iterator[tuple[int, Payload, str | None]]:
+def _payloads(
+    source: FileSource, path: Path, snapshot: Snapshot, header: list[str] | None
+) -> Iterator[tuple[int, Payload, str | None]]:
     lines = 0
-    with Bar(path.stat().st_size, f"load {path.name}", unit="B") as bar:
+    with Bar(snapshot.size, f"load {path.name}", unit="B") as bar:
         json_view = _JSON_VIEWS[source.format]
-        for lines, line in enumerate(iter_lines(path), start=1):
+        for lines, line in enumerate(snapshot.lines(), start=1):
             bar.update(len(line) + 1)
             payload = split_payload(line, check_json=source.format == "ndjson")
             is_header = header is not None and lines == 1
@@ -236,13 +283,20 @@ def _payloads(source: FileSource, path: Path, header: list[str] | None) -> Itera
 
 
 def _copy_lines_staged(
-    conn: psycopg.Connection, source: FileSource, path: Path, *, header: list[str] | None, load_id: int, sha: str
+    conn: psycopg.Connection,
+    source: FileSource,
+    path: Path,
+    snapshot: Snapshot,
+    *,
+    header: list[str] | None,
+    load_id: int,
+    sha: str,
 ) -> int:
     conn.execute(_BATCH_TABLE)
     lines = 0
     with conn.cursor() as cur:
         with cur.copy("copy file_batch (line_number, line_text, line_bytes, json_text) from stdin") as copy:
-            for lines, payload, json_text in _payloads(source, path, header):
+            for lines, payload, json_text in _payloads(source, path, snapshot, header):
                 copy.write_row((lines, payload.text, payload.raw_bytes, json_text))
         # Only a file holding a line jsonb refuses comes here: cast row by row, null where it refuses.
         cur.execute(
