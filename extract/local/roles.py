@@ -74,5 +74,5 @@ def create_roles(settings: Settings, env: Mapping[str, str] | None = None) -> li
                 log.info("concurrent role change (%s); retrying", str(error).strip())
                 time.sleep(0.1 * attempt)
     made = [user for _, user, _ in logins]
-    log.info("roles %s ready in database %r; login users: %s", ", ".join(GROUPS), settings.pg_database, made)
+    log.debug("roles %s ready in database %r; login users: %s", ", ".join(GROUPS), settings.pg_database, made)
     return made

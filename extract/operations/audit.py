@@ -99,7 +99,7 @@ class RunAudit(ExtractObserver):
         run.run_id = row[0] if row else None
         run.flushed_at = _now()
         if run.run_id is not None:
-            log.info("extract run %d started", run.run_id, extra={"fields": {"run_id": run.run_id}})
+            log.debug("extract run %d started", run.run_id, extra={"fields": {"run_id": run.run_id}})
 
     def on_batch(
         self,
