@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from extract.core.settings import Settings
+from extract.landing import file_loader
 from extract.landing.file_loader import FileSourceError, load_file
 from tests.conftest import run_cli
 
@@ -80,3 +82,53 @@ def test_cli_reports_a_missing_file_in_one_line(settings: Settings, tmp_path: Pa
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: file not found: {tmp_path / 'missing.ndjson'}"
     assert "Traceback" not in result.stderr
+
+
+def _append_during_the_copy(monkeypatch: pytest.MonkeyPatch, path: Path, extra: bytes) -> None:
+    """Append `extra` to `path` when the COPY has taken its first line: a producer still writing the file."""
+    original = file_loader.split_payload
+    appended = []
+
+    def split_and_append(line: bytes | None, *args: object, **kwargs: object):
+        if not appended:
+            with path.open("ab") as handle:
+                handle.write(extra)
+            appended.append(True)
+        return original(line, *args, **kwargs)
+
+    monkeypatch.setattr(file_loader, "split_payload", split_and_append)
+
+
+def _loads(pg: psycopg.Connection) -> list[tuple[int, str, int, int]]:
+    return pg.execute(
+        "select load_id, file_sha256, file_bytes, line_count from raw.file_loads order by load_id"
+    ).fetchall()
+
+
+def test_a_file_appended_to_during_the_copy_lands_what_was_hashed(
+    settings: Settings, pg: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "users.ndjson"
+    before = b'{"USERID": "1", "LOCATION": "LOC_1"}\n{"USERID": "2", "LOCATION": "LOC_2"}\n'
+    extra = b'{"USERID": "3", "LOCATION": "LOC_3"}\n'
+    path.write_bytes(before)
+    with monkeypatch.context() as patch:
+        _append_during_the_copy(patch, path, extra)
+        first = load_users(settings, path)
+    assert path.read_bytes() == before + extra  # the append really happened during the load
+    # Hash, size and lines describe the same bytes: the content as it was read, not what came after.
+    assert (first.lines, first.file_sha256) == (2, hashlib.sha256(before).hexdigest())
+    assert _loads(pg) == [(first.load_id, hashlib.sha256(before).hexdigest(), len(before), 2)]
+    assert [row[2] for row in raw_lines(pg)] == before.split(b"\n")[:2]
+
+    # It grew: the new content is a new load, of exactly the bytes it has now.
+    second = load_users(settings, path)
+    assert not second.already_loaded
+    assert _loads(pg)[-1] == (second.load_id, hashlib.sha256(before + extra).hexdigest(), len(before + extra), 3)
+    assert pg.execute("select count(*) from raw.users where load_id = %s", (second.load_id,)).fetchone()[0] == 3
+
+    # Back to the first content (the append undone): that content is loaded already, nothing is added.
+    path.write_bytes(before)
+    third = load_users(settings, path)
+    assert third.already_loaded and third.load_id == first.load_id
+    assert pg.execute("select count(*) from raw.users").fetchone()[0] == 2 + 3
