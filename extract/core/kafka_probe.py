@@ -8,6 +8,7 @@ its answer, all within KAFKA_CONNECT_TIMEOUT_S, so a dead broker or a wrong prot
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl
 import struct
@@ -30,10 +31,46 @@ def _api_versions_request() -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
-def _receive(sock: socket.socket, size: int) -> bytes:
+class _Stopped(Exception):
+    pass
+
+
+def _wait(sock: socket.socket, *, write: bool, deadline: float, stop: threading.Event | None) -> None:
+    """Block until `sock` is ready, in short slices so a stop (SIGTERM) is seen within a quarter second."""
+    while True:
+        if stop is not None and stop.is_set():
+            raise _Stopped
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        ready = (
+            select.select([], [sock], [], min(remaining, 0.25))
+            if write
+            else select.select([sock], [], [], min(remaining, 0.25))
+        )
+        if ready[0] or ready[1]:
+            return
+
+
+def _handshake(sock: ssl.SSLSocket, deadline: float, stop: threading.Event | None) -> None:
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            _wait(sock, write=False, deadline=deadline, stop=stop)
+        except ssl.SSLWantWriteError:
+            _wait(sock, write=True, deadline=deadline, stop=stop)
+
+
+def _receive(sock: socket.socket, size: int, deadline: float, stop: threading.Event | None) -> bytes:
     data = b""
     while len(data) < size:
-        chunk = sock.recv(size - len(data))
+        try:
+            chunk = sock.recv(size - len(data))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            _wait(sock, write=False, deadline=deadline, stop=stop)
+            continue
         if not chunk:
             raise ConnectionError("the broker closed the connection")
         data += chunk
@@ -47,17 +84,18 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
-def _probe_one(settings: Settings, server: str, deadline: float) -> None:
+def _probe_one(settings: Settings, server: str, deadline: float, stop: threading.Event | None) -> None:
     """Raise OSError (or SettingsError for a verdict no retry changes) unless `server` answers ApiVersions."""
     host, _, port = server.rpartition(":")
     host = host.strip("[]")
     protocol = settings.kafka_security_protocol
     sock = socket.create_connection((host, int(port)), timeout=max(0.05, deadline - time.monotonic()))
     try:
+        sock.setblocking(False)
         if protocol in ("SSL", "SASL_SSL"):
-            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            sock = _tls_context(settings).wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
             try:
-                sock = _tls_context(settings).wrap_socket(sock, server_hostname=host)
+                _handshake(sock, deadline, stop)
             except TimeoutError:
                 raise SettingsError(
                     f"KAFKA_SECURITY_PROTOCOL={protocol}: no TLS handshake from {server} within"
@@ -74,10 +112,14 @@ def _probe_one(settings: Settings, server: str, deadline: float) -> None:
                     f"KAFKA_SECURITY_PROTOCOL={protocol}: TLS handshake with {server} failed ({error.reason});"
                     " is that listener plaintext?"
                 ) from None
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        sock.sendall(_api_versions_request())
+        request = _api_versions_request()
+        while request:
+            try:
+                request = request[sock.send(request) :]
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                _wait(sock, write=True, deadline=deadline, stop=stop)
         try:
-            size, correlation = struct.unpack(">ii", _receive(sock, 8))
+            size, correlation = struct.unpack(">ii", _receive(sock, 8, deadline, stop))
         except TimeoutError:
             hint = "TLS (use SSL or SASL_SSL)" if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") else "Kafka"
             raise SettingsError(
@@ -102,8 +144,10 @@ def check_broker(settings: Settings, stop: threading.Event | None = None) -> Non
             if stop is not None and stop.is_set():
                 raise KafkaUnreachable("stopped while connecting to Kafka")
             try:
-                _probe_one(settings, server, deadline)
+                _probe_one(settings, server, deadline, stop)
                 return
+            except _Stopped:
+                raise KafkaUnreachable("stopped while connecting to Kafka") from None
             except (OSError, ValueError) as error:
                 if isinstance(error, SettingsError):
                     raise
