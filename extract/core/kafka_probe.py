@@ -20,6 +20,8 @@ from extract.core.settings import Settings, SettingsError
 _API_VERSIONS_KEY = 18
 _CORRELATION_ID = 0x454C54  # "ELT"
 _CLIENT_ID = b"jobs-elt-probe"
+# How long a plaintext request may take to be answered before the TLS handshake is tried instead.
+PLAINTEXT_SNIFF_S = 0.5
 
 
 class KafkaUnreachable(RuntimeError):
@@ -92,6 +94,11 @@ def _probe_one(settings: Settings, server: str, deadline: float, stop: threading
     sock = socket.create_connection((host, int(port)), timeout=max(0.05, deadline - time.monotonic()))
     try:
         sock.setblocking(False)
+        if protocol in ("SSL", "SASL_SSL") and _answers_in_plaintext(host, int(port), deadline, stop):
+            raise SettingsError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} but {server} answers Kafka requests in plaintext;"
+                " use PLAINTEXT or SASL_PLAINTEXT, or the broker's TLS listener"
+            )
         if protocol in ("SSL", "SASL_SSL"):
             sock = _tls_context(settings).wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
             try:
@@ -112,14 +119,8 @@ def _probe_one(settings: Settings, server: str, deadline: float, stop: threading
                     f"KAFKA_SECURITY_PROTOCOL={protocol}: TLS handshake with {server} failed ({error.reason});"
                     " is that listener plaintext?"
                 ) from None
-        request = _api_versions_request()
-        while request:
-            try:
-                request = request[sock.send(request) :]
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                _wait(sock, write=True, deadline=deadline, stop=stop)
         try:
-            size, correlation = struct.unpack(">ii", _receive(sock, 8, deadline, stop))
+            size, correlation = _exchange(sock, deadline, stop)
         except TimeoutError:
             hint = "TLS (use SSL or SASL_SSL)" if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") else "Kafka"
             raise SettingsError(
@@ -131,6 +132,31 @@ def _probe_one(settings: Settings, server: str, deadline: float, stop: threading
             raise SettingsError(f"{server} answered, but not as a Kafka broker; check KAFKA_BOOTSTRAP_SERVERS")
     finally:
         sock.close()
+
+
+def _exchange(sock: socket.socket, deadline: float, stop: threading.Event | None) -> tuple[int, int]:
+    """Send ApiVersions v0, return (size, correlation id) of the answer's header."""
+    request = _api_versions_request()
+    while request:
+        try:
+            request = request[sock.send(request) :]
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            _wait(sock, write=True, deadline=deadline, stop=stop)
+    size, correlation = struct.unpack(">ii", _receive(sock, 8, deadline, stop))
+    return size, correlation
+
+
+def _answers_in_plaintext(host: str, port: int, deadline: float, stop: threading.Event | None) -> bool:
+    """Whether the listener answers a plaintext Kafka request: asked before a TLS handshake, because a plaintext
+    listener never answers a TLS ClientHello (it waits for the rest of a 369 MB "request")."""
+    sniff_deadline = min(deadline, time.monotonic() + PLAINTEXT_SNIFF_S)
+    try:
+        with socket.create_connection((host, port), timeout=max(0.05, sniff_deadline - time.monotonic())) as sock:
+            sock.setblocking(False)
+            _, correlation = _exchange(sock, sniff_deadline, stop)
+    except (OSError, struct.error):
+        return False  # a TLS listener refuses or ignores it: go on with the handshake
+    return correlation == _CORRELATION_ID
 
 
 def check_broker(settings: Settings, stop: threading.Event | None = None) -> None:
