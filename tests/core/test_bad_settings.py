@@ -11,9 +11,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from extract.core.settings import Settings, SettingsError
 from extract.core.sources_config import DEFAULT_SOURCES_FILE
@@ -161,4 +164,21 @@ def test_sigterm_while_connecting_to_a_broker_that_never_answers_stops_at_once(s
                 process.wait()
     assert process.returncode != 0 and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines() == ["error: stopped while connecting to Kafka"], stderr
+    assert seconds < HANG_BOUND_S, seconds
+
+
+def test_permission_denied_is_one_line_and_exit_code_2_at_once(settings: Settings, pg: psycopg.Connection) -> None:
+    """A role that may not connect to the database: refused by the server, so never retried."""
+    role = f"elt_noperm_{uuid.uuid4().hex[:8]}"
+    pg.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    pg.execute(sql.SQL("revoke connect on database {} from public").format(sql.Identifier(settings.pg_database)))
+    try:
+        began = time.monotonic()
+        result = run_cli(settings, "jobs", "--until-end", check=False, env={"PGUSER": role})
+        seconds = time.monotonic() - began
+    finally:
+        pg.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"error: permission denied for user '{role}'"), lines
     assert seconds < HANG_BOUND_S, seconds
