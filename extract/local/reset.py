@@ -58,6 +58,7 @@ def reset_everything(settings: Settings, *, adopt: bool = False, keep_topics: bo
     """keep_topics: start Postgres over but keep what the topics hold (after a topic was recreated, its
     new messages land from offset 0 on the next run)."""
     check_owned(settings, adopt=adopt)
+    check_broker(settings)  # before dropping anything: a dead broker must not leave a half reset
     with db.connect(settings, autocommit=True) as conn:
         for schema in ("marts", "snapshots", "staging", "raw"):
             conn.execute(f"drop schema if exists {schema} cascade")  # fixed names, no input reaches here
@@ -65,7 +66,6 @@ def reset_everything(settings: Settings, *, adopt: bool = False, keep_topics: bo
         log.info("dropped schemas raw, staging, marts; the topics are kept")
         return
     topics = [source.topic for source in settings.sources().kafka_sources()]
-    check_broker(settings)
     admin = KafkaAdminClient(client_id="jobs-elt-admin", **settings.kafka_client_config())
     try:
         existing = [topic for topic in topics if topic in set(admin.list_topics())]
