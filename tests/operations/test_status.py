@@ -23,7 +23,8 @@ def test_status_shows_lag_counts_freshness_and_the_audit_trail(
     settings: Settings, pg: psycopg.Connection, tmp_path: Path
 ) -> None:
     path = users_file(tmp_path)
-    loaded = run_cli(settings, "--log-format", "json", "users", str(path))
+    # DEBUG: at INFO a load logs nothing (its one line is the summary on stdout).
+    loaded = run_cli(settings, "--log-format", "json", "--log-level", "DEBUG", "users", str(path))
     run_cli(settings, "users", str(path))  # the same content again: a duplicate
     missing = run_cli(settings, "users", str(tmp_path / "nope.ndjson"), check=False)
     assert missing.returncode == 1
