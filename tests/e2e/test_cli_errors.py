@@ -10,8 +10,10 @@ import pytest
 from extract.core.settings import Settings
 from extract.local.embedded import free_port
 from tests.conftest import run_cli
+from tests.support.startup import startup_seconds
 
-# A bound on a silent wait (a dead broker used to be 30 s of nothing), not a performance figure.
+# A bound on a silent wait (a dead broker used to be 30 s of nothing), not a performance figure: beyond what
+# starting the CLI costs at that moment, so a busy shared machine's slow start-up is not taken for a wait.
 DEAD_BROKER_BOUND_S = 10.0
 
 
@@ -59,11 +61,12 @@ def test_a_dead_broker_is_said_quickly_with_its_address(
     path.write_bytes(b'1|{"JOBIDENTIFIER": "1"}\n')
     address = f"127.0.0.1:{free_port()}"
     args = [str(path) if arg == "FILE" else arg for arg in command]
+    startup = startup_seconds()
     began = time.monotonic()
     line = one_line(settings, *args, env={"KAFKA_BOOTSTRAP_SERVERS": address})
     seconds = time.monotonic() - began
     assert f"cannot reach Kafka at {address}" in line, line
-    assert seconds < DEAD_BROKER_BOUND_S, seconds
+    assert seconds - startup < DEAD_BROKER_BOUND_S, (seconds, startup)
 
 
 @pytest.mark.parametrize("command", ["users", "produce"])
