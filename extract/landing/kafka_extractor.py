@@ -183,10 +183,8 @@ class KafkaExtractor:
                 return action(self._connection())
             except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as error:
                 notify(self.observers, "on_db_error", self, what, error)
-                refused = db.refusal(error, self.settings)
-                if refused is not None:
-                    # No such database or role, a refused password: the whole budget would end the same way.
-                    raise refused from error
+                if (refused := db.refusal(error, self.settings)) is not None:
+                    raise refused from error  # no such database or role, a refused password: no retry heals it
                 lost = self._conn is None or self._conn.closed or self._conn.broken
                 if self._conn is not None:
                     self._conn.close()
@@ -376,8 +374,7 @@ class KafkaExtractor:
                 return polled
 
     def run(self, *, until_end: bool = False) -> ExtractStats:
-        # The broker first: a wrong protocol or a dead broker is said in seconds, before any database work.
-        kafka_probe.check_broker(self.settings, self.stop)
+        kafka_probe.check_broker(self.settings, self.stop)  # first: a dead broker or wrong protocol in seconds
         self._with_db_retry("creating the raw schema", lambda conn: db.ensure_raw_schema(conn, self.config))
         notify(self.observers, "on_start", self, until_end)
         failure: BaseException | None = None
@@ -425,8 +422,7 @@ class KafkaExtractor:
         finally:
             notify(self.observers, "on_end", self, failure)
             self.close()
-        # DEBUG: the command prints this summary itself (one line per action).
-        log.debug(
+        log.debug(  # DEBUG: the command prints this summary itself (one line per action)
             "landed %d new of %d messages from %s in %d batches in %.1fs",
             self.stats.inserted,
             self.stats.messages,
