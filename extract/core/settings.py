@@ -199,8 +199,6 @@ class Settings:
         config: dict[str, object] = {
             "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
             "security_protocol": self.kafka_security_protocol,
-            # A deadline on the client's own bootstrap too (kafka_probe.check_broker runs first).
-            "bootstrap_timeout_ms": int(self.kafka_connect_timeout_s * 1000),
         }
         if self.kafka_sasl_mechanism:
             config["sasl_mechanism"] = self.kafka_sasl_mechanism
