@@ -126,6 +126,9 @@ _RAW_LAYER_PRESENT = (
     "select to_regprocedure('raw.try_jsonb(text)') is not null"
     " and to_regprocedure('raw.ensure_day_partitions(text)') is not null"
     " and (select bool_and(to_regclass(name) is not null) from unnest(%s::text[]) as name)"
+    # a Kafka table from before its latest column (raw_kafka_table.sql adds it)
+    " and not exists (select from unnest(%s::text[]) as name where not exists (select from pg_attribute"
+    " where attrelid = to_regclass(name) and attname = 'kafka_read_error' and not attisdropped))"
 )
 
 
@@ -137,7 +140,8 @@ def ensure_raw_schema(conn: psycopg.Connection, config: SourcesConfig) -> None:
     tables += ["raw.archived_partitions", *(source.raw_table for source in config.sources)]
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('jobs_elt.raw_schema'))")
-        if not conn.execute(_RAW_LAYER_PRESENT, (tables,)).fetchone()[0]:
+        kafka_tables = [source.raw_table for source in config.sources if source.kind == "kafka"]
+        if not conn.execute(_RAW_LAYER_PRESENT, (tables, kafka_tables)).fetchone()[0]:
             # Only when something is missing: a least-privilege loader (extract/sql/roles.sql), which may not
             # run DDL, works once `python -m extract roles` has created the raw layer for it.
             conn.execute(sql_file("schema.sql"))

@@ -88,3 +88,12 @@ def headers_json(headers: list[tuple[str, bytes | None]] | None) -> str | None:
             entry["value"] = payload.text
         rendered.append(entry)
     return json.dumps(rendered)
+
+
+class UnreadableHeaders(list[tuple[str, bytes | None]]):
+    """The (empty) headers of a placeholder for a record the Kafka client could not read, and why: the raw
+    sink lands it as a row with a null key and value and the reason in kafka_read_error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason

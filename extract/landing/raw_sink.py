@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from extract.core.db import JSONB_REFUSED, ensure_partitions, jsonb_takes_any, table_identifier
-from extract.landing.payload import headers_json, split_payload
+from extract.landing.payload import UnreadableHeaders, headers_json, split_payload
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +51,26 @@ create temp table if not exists kafka_batch (
     message_value text,
     message_value_bytes bytea,
     json_text text,
-    message_headers jsonb
+    message_headers jsonb,
+    kafka_read_error text
 ) on commit delete rows
 """
 
 _COPY = (
     "copy kafka_batch (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type, message_key,"
-    " message_key_bytes, message_value, message_value_bytes, json_text, message_headers) from stdin"
+    " message_key_bytes, message_value, message_value_bytes, json_text, message_headers, kafka_read_error) from stdin"
 )
 
 _INSERT = """
 insert into {table} (
     kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type,
-    message_key, message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers
+    message_key, message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers,
+    kafka_read_error
 )
 select
     kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type,
-    message_key, message_key_bytes, message_value, message_value_bytes, {json_cast}, message_headers
+    message_key, message_key_bytes, message_value, message_value_bytes, {json_cast}, message_headers,
+    kafka_read_error
 from kafka_batch
 where kafka_topic = %(topic)s
 order by kafka_partition, kafka_offset
@@ -98,15 +101,24 @@ _POSITION = attrgetter("topic", "partition", "offset")
 
 _DIRECT_COPY = (
     "copy {table} (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_timestamp_type, message_key,"
-    " message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers) from stdin"
+    " message_key_bytes, message_value, message_value_bytes, message_value_json, message_headers, kafka_read_error)"
+    " from stdin"
 )
+
+
+# timestamp, timestamp type, key, key bytes, value, value bytes, json, headers
+_NO_RECORD = (None,) * 8
 
 
 def _rows(messages: Iterable[Message], unsure: list[str] | None = None) -> Iterator[tuple[object, ...]]:
     """One row per message in the raw table's column order, streamed (the server works on a batch while
     Python builds the rest), every JSON candidate in the jsonb column. Given `unsure` (the direct COPY), a
-    candidate Python's parser refused goes in null instead and its text to `unsure` (Payload.python_parses)."""
+    candidate Python's parser refused goes in null instead and its text to `unsure` (Payload.python_parses).
+    A placeholder for a record the client could not read (kafka_records) is a row of nulls and its reason."""
     for message in messages:
+        if isinstance(message.headers, UnreadableHeaders):
+            yield (message.topic, message.partition, message.offset, *_NO_RECORD, message.headers.reason)
+            continue
         key = split_payload(message.key, check_json=False)
         value = split_payload(message.value)
         timestamp = message.timestamp
@@ -126,6 +138,7 @@ def _rows(messages: Iterable[Message], unsure: list[str] | None = None) -> Itera
             value.raw_bytes,
             json_text,
             headers_json(message.headers),
+            None,
         )
 
 

@@ -72,6 +72,11 @@ _KINDS: dict[str, _Kind] = {
             ("message_value_bytes", "Value bytes, set only when the value is not valid UTF-8 text or holds NUL."),
             ("message_value_json", "The value parsed as jsonb when Postgres accepts it (any JSON type), else null."),
             ("message_headers", "Kafka record headers as jsonb."),
+            (
+                "kafka_read_error",
+                "Set only on a placeholder row: why the Kafka client could not read the record at this offset"
+                " (key, value and headers are then null; staging quarantines it as unreadable_record).",
+            ),
             ("loaded_at", "When the extractor wrote the row (freshness column)."),
         ),
     ),

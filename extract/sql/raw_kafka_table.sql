@@ -20,6 +20,13 @@ create table if not exists {table} (
     -- The value parsed as JSON when Postgres jsonb accepts it, else null.
     message_value_json jsonb,
     message_headers jsonb,
+    -- Set only on a placeholder row: the Kafka client could not read the record at this offset (a batch
+    -- failing its CRC, a malformed record, an unknown codec), so key, value and headers are null and this
+    -- says why (extract/landing/kafka_records.py).
+    kafka_read_error text,
     loaded_at timestamptz not null default now(),
     primary key (load_seq, loaded_at)
 ) partition by range (loaded_at);
+
+-- A table created before kafka_read_error existed gets it (nullable, no default: a catalog change only).
+alter table {table} add column if not exists kafka_read_error text;
