@@ -17,9 +17,10 @@
 
 
 {#- The columns every Kafka message has (a raw table shaped like raw.jobs), renamed: raw pointers, key and
-    value as text, whether either came as bytes, `is_deleted` (a tombstone with a text key), the value as
-    jsonb, `payload` (the value when it is a JSON object, else null) and a 500-character `raw_excerpt` (hex
-    for a binary value). -#}
+    value as text, whether either came as bytes, `is_deleted` (a tombstone with a text key), whether the row
+    is a placeholder for a record the client could not read (`is_unreadable`), the value as jsonb, `payload`
+    (the value when it is a JSON object, else null) and a 500-character `raw_excerpt` (hex for a binary
+    value, the read error for a placeholder). -#}
 {% macro kafka_message_columns() -%}
         -- ids
         load_seq,
@@ -41,6 +42,7 @@
         coalesce(
             message_value is null and message_value_bytes is null and message_key <> '', false
         ) as is_deleted,
+        kafka_read_error is not null as is_unreadable,
 
         -- timestamps
         kafka_timestamp as kafka_published_at,
@@ -50,7 +52,10 @@
         message_value_json,
         case when jsonb_typeof(message_value_json) = 'object' then message_value_json end as payload,
         left(
-            coalesce(message_value, '\x' || encode(substring(message_value_bytes from 1 for 250), 'hex')), 500
+            coalesce(
+                message_value, '\x' || encode(substring(message_value_bytes from 1 for 250), 'hex'), kafka_read_error
+            ),
+            500
         ) as raw_excerpt
 {%- endmacro %}
 
@@ -62,12 +67,14 @@
 {%- endmacro %}
 
 
-{#- The first quarantine reasons of every Kafka message, in this order: null_value (a tombstone without a
-    text key: nothing to delete), value_not_text, invalid_json, json_not_object, missing_<key> and
-    key_mismatch (a binary key, or a non-empty key other than the payload's id). A tombstone with a key is
-    no reason: it is a usable event that deletes its key (is_deleted). `key` is the column holding the
-    payload's id (job_id). -#}
+{#- The first quarantine reasons of every Kafka message, in this order: unreadable_record (a placeholder
+    row: the Kafka client could not read the record at that offset, kafka_read_error says why; key and value
+    are null, so it is never a delete), null_value (a tombstone without a text key: nothing to delete),
+    value_not_text, invalid_json, json_not_object, missing_<key> and key_mismatch (a binary key, or a
+    non-empty key other than the payload's id). A tombstone with a key is no reason: it is a usable event
+    that deletes its key (is_deleted). `key` is the column holding the payload's id (job_id). -#}
 {% macro kafka_message_reasons(key) -%}
+            when is_unreadable then 'unreadable_record'
             when message_value is null and not has_binary_value and not is_deleted then 'null_value'
             when is_deleted then null
             when message_value is null then 'value_not_text'

@@ -5,7 +5,7 @@
 -- computed exactly once, on the run after it lands. Every rule below depends on the row alone (the
 -- date range is judged against the row's own loaded_at, never now()), so a --full-refresh rebuilds
 -- identical rows. The unique index on load_seq turns a double insert into an error, not a duplicate.
--- The message columns and the first six reasons are shared by every Kafka source (kafka_message_columns,
+-- The message columns and the first seven reasons are shared by every Kafka source (kafka_message_columns,
 -- kafka_message_reasons in macros/staging/per_row_models.sql); what follows them here is the job.
 -- JIT is off for this model: compiling its wide expression list costs more than it saves (measured 2x).
 

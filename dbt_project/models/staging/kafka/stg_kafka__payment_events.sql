@@ -7,7 +7,7 @@
 -- on the row alone (the paid-at range is judged against the row's own loaded_at), so a --full-refresh
 -- rebuilds identical rows.
 --
--- The message columns and the first six reasons are shared by every Kafka source (kafka_message_columns,
+-- The message columns and the first seven reasons are shared by every Kafka source (kafka_message_columns,
 -- kafka_message_reasons in macros/staging/per_row_models.sql); what follows them here is the payment.
 
 -- meta.rule_vars: the vars this model's rules read, so a change to one shows in dbt's state comparison
