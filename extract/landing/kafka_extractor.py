@@ -24,7 +24,7 @@ from kafka.errors import KafkaError, OffsetOutOfRangeError
 from extract.core import db, kafka_probe
 from extract.core.settings import Settings
 from extract.core.sources_config import KafkaSource, SourcesConfig
-from extract.landing import kafka_records  # noqa: F401 - installs the reader of non-UTF-8 header keys
+from extract.landing import kafka_records  # noqa: F401 - reads non-UTF-8 header keys, unreadable batches
 from extract.landing.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
 from extract.landing.topic_identity import (
     METADATA_MAX_AGE_MS,
