@@ -25,10 +25,13 @@ ADOPT_FLAG := $(if $(ADOPT),--adopt)
 # else defaults) as shell exports, so dbt and SQLFluff see exactly what the Python side sees.
 LOAD_ENV := eval "$$($(PY) -m extract env)" &&
 DBT := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(BIN)/dbt
+# dbt under the database's dbt lock (extract/dbt_runner.py): one build/test at a time per database, the
+# service's included, so two builds never interleave their test bounds.
+DBT_LOCKED := $(LOAD_ENV) cd dbt_project && DBT_PROFILES_DIR=. ../$(PY) -m extract dbt --
 DBT_VARS := --vars '{location: $(LOCATION)}'
 
 .PHONY: help setup up down reset generate produce users jobs extract build run dbt-test docs answer metrics \
-	lookup demo test test-quick pytest lint clean roles sources-check retention score
+	lookup demo test test-quick pytest lint clean roles sources-check retention score audit
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -71,8 +74,9 @@ jobs: setup ## drain the topic into raw.jobs
 extract: setup ## land every source of sources.yml (files, then topics) in the raw schema
 	USERS_FILE=$(DATA_DIR)/users.ndjson SERVICES_FILE=$(DATA_DIR)/services.csv $(PY) -m extract run --until-end
 
-# recent: the staging data tests that opt in check only the rows written since the last build whose tests
-# passed (dbt_project/macros/tests/test_scope.sql); TEST_SCOPE=all checks every row.
+# recent: the data tests that opt in check only the rows that arrived since they last passed
+# (dbt_project/macros/tests/test_scope.sql), and the tests tagged audit and the unit tests are left to
+# `make audit` (selector scheduled_build, dbt_project/selectors.yml); TEST_SCOPE=all checks every row.
 TEST_SCOPE ?= recent
 
 # Rule changes reach old rows: the manifest of the last successful build is kept in DBT_STATE; when a model's
@@ -85,23 +89,34 @@ EXTRA_VARS ?=
 BUILD_VARS = --vars '{location: $(LOCATION), test_scope: $(TEST_SCOPE)$(if $(EXTRA_VARS),$(comma) $(EXTRA_VARS))}'
 comma := ,
 
-build: setup ## dbt build: every model and test; a rule change rebuilds what it affects (TEST_SCOPE=all: every row)
+# make build runs what selector scheduled_build selects (dbt_project/selectors.yml: no unit tests, no tests
+# tagged audit; its data tests on the new rows), under the database's dbt lock; after a rule change, the same
+# spelled out next to the state selection.
+NO_UNIT_TESTS := --exclude-resource-type unit_test
+
+build: setup ## dbt build: every model, its data tests on the new rows; a rule change rebuilds what it affects (TEST_SCOPE=all: every row)
 	@$(LOAD_ENV) cd dbt_project && export DBT_PROFILES_DIR=. && dbt=../$(BIN)/dbt && state="$(DBT_STATE)" && \
+	locked="../$(PY) -m extract dbt --" && \
 	stale= && if [ -f "$$state/manifest.json" ]; then \
 		stale=$$($$dbt ls --quiet --resource-type model --output name --state "$$state" $(BUILD_VARS) \
 			--select 'state:modified+,config.materialized:incremental' | tr '\n' ' ') || exit 1; fi && \
 	if [ -n "$$stale" ]; then \
 		echo "rules changed since the last successful build: rebuilding $${stale}and what depends on them (--full-refresh)" && \
-		$$dbt build $(BUILD_VARS) --state "$$state" --exclude 'state:modified+' && \
-		$$dbt build $(BUILD_VARS) --state "$$state" --select 'state:modified+' --full-refresh; \
-	else $$dbt build $(BUILD_VARS); fi && \
+		$$locked build $(BUILD_VARS) --state "$$state" --exclude 'state:modified+' tag:audit $(NO_UNIT_TESTS) && \
+		$$locked build $(BUILD_VARS) --state "$$state" --select 'state:modified+' --exclude tag:audit \
+			$(NO_UNIT_TESTS) --full-refresh; \
+	else $$locked build $(BUILD_VARS) --selector scheduled_build; fi && \
 	mkdir -p "$$state" && cp "$${DBT_TARGET_PATH:-target}/manifest.json" "$$state/manifest.json"
 
+# Its own target path: its vars differ from make build's, and sharing one would cost each a full re-parse.
+audit: setup ## every data test on every row, and the unit tests (the full check; `status` shows the last one)
+	$(DBT_LOCKED) test --selector audit --target-path target/audit --vars '{location: $(LOCATION), test_scope: all}'
+
 run: setup ## dbt run
-	$(DBT) run $(DBT_VARS)
+	$(DBT_LOCKED) run $(DBT_VARS)
 
 dbt-test: setup ## dbt test
-	$(DBT) test $(DBT_VARS)
+	$(DBT_LOCKED) test $(DBT_VARS)
 
 docs: setup ## dbt docs generate + serve
 	$(DBT) docs generate $(DBT_VARS)

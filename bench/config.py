@@ -19,6 +19,7 @@ class Config:
     lookup_calls: int = 200
     partitions: int = 3
     seed: int = 42
+    increment: int = 0  # jobs added before (6)'s incremental build; 0 = 1% of jobs
     items: set[int] = field(default_factory=lambda: set(range(1, 9)))
     quick: bool = False
     profile: bool = False
@@ -37,6 +38,13 @@ class Config:
         parser.add_argument("--small-jobs", type=int, default=int(env.get("BENCH_SMALL_JOBS", base.small_jobs)))
         parser.add_argument("--baseline", type=int, default=int(env.get("BENCH_BASELINE", base.baseline)))
         parser.add_argument("--lookup-calls", type=int, default=int(env.get("BENCH_LOOKUP_CALLS", base.lookup_calls)))
+        parser.add_argument(
+            "--increment",
+            type=int,
+            default=int(env.get("BENCH_INCREMENT", 0)),
+            help="jobs in (6)'s incremental build (default 1%% of --jobs); the same at two --jobs sizes"
+            " compares incremental cost across history",
+        )
         parser.add_argument("--items", default=env.get("BENCH_ITEMS", "1,2,3,4,5,6,7,8"))
         parser.add_argument(
             "--profile",
@@ -59,4 +67,5 @@ class Config:
             items=items,
             quick=args.quick,
             profile=args.profile,
+            increment=args.increment or max(1, args.jobs // 100),
         )

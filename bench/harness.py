@@ -206,10 +206,10 @@ class Harness:
 
         c = self.config
         main = WORK / f"data-u{c.users}-j{c.jobs}-s{c.seed}"
-        increment = WORK / f"inc-j{max(1, c.jobs // 100)}-s{c.seed + 1}"
+        increment = WORK / f"inc-j{c.increment}-s{c.seed + 1}"
         for directory, users, jobs, seed in (
             (main, c.users, c.jobs, c.seed),
-            (increment, 100, max(1, c.jobs // 100), c.seed + 1),
+            (increment, 100, c.increment, c.seed + 1),
         ):
             if not (directory / ".complete").exists():
                 started = time.monotonic()

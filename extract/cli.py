@@ -236,6 +236,13 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _dbt(args: argparse.Namespace, settings: Settings) -> int:
+    from extract.operations import dbt_runner  # noqa: PLC0415
+
+    dbt_args = args.dbt_args[1:] if args.dbt_args[:1] == ["--"] else args.dbt_args
+    return dbt_runner.run_locked(settings, dbt_args)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from extract.operations import service  # noqa: PLC0415 - only the service needs prometheus_client
 
@@ -372,6 +379,14 @@ def _add_operations_commands(commands: argparse._SubParsersAction) -> None:
     commands.add_parser(
         "env", help='print the effective connection settings as shell exports: eval "$(python -m extract env)"'
     ).set_defaults(handler=_env)
+
+    dbt = commands.add_parser(
+        "dbt",
+        help="run dbt (in the current directory) holding the database's dbt lock: one build at a time per"
+        " database, shared with the service; make build / make audit use it",
+    )
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, metavar="-- DBT_ARGS")
+    dbt.set_defaults(handler=_dbt)
 
     reset = commands.add_parser(
         "reset", help="drop every layer's schema and delete the topics, in a database the project created"

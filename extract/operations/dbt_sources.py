@@ -125,7 +125,11 @@ _FILE_LOADS = """\
         columns:
           - name: load_id
             description: Load identifier (identity), referenced by the line tables' load_id.
-            data_tests: [unique, not_null]
+            data_tests:
+              - unique:
+                  config: {tags: [audit]}
+              - not_null:
+                  config: {tags: [audit]}
           - name: source_name
             description: Logical name of the file source (sources.yml).
           - name: file_name
@@ -195,6 +199,14 @@ def _table(source: Source, kind: _Kind, default_freshness: Freshness) -> str:
     out = f"      - name: {table_name(source)}\n"
     out += _scalar("description", source.description or f"Raw rows of the {source.name} source.", 8)
     out += _table_config(source, default_freshness, 8)
+    # make build checks only the rows that arrived since the reconciliation last passed, make audit every
+    # row (dbt_project/macros/tests/test_scope.sql); the key tests restate the table's primary key and unique
+    # constraint, which hold on every write, so they run in make audit only
+    scope = f"{kind.dbt_source}.{table_name(source)}"
+    new_rows = (
+        f"(staging.test_range_is_all('{scope}')"
+        f" or load_seq between staging.test_range_start('{scope}') and staging.test_range_end('{scope}'))"
+    )
     out += "        data_tests:\n"
     if source.dbt.staged_model:
         out += (
@@ -203,11 +215,13 @@ def _table(source: Source, kind: _Kind, default_freshness: Freshness) -> str:
             f"                staged_model: ref('{source.dbt.staged_model}')\n"
             "                quarantine_model: ref('quarantined_records')\n"
             f"                quarantine_source_name: {quarantine_source_name(source)}\n"
+            f'              config: {{where: "{new_rows}"}}\n'
         )
     out += (
         "          - unique_combination_of_columns:\n"
         "              arguments:\n"
         f"                combination_of_columns: [{', '.join(kind.unique_columns)}]\n"
+        "              config: {tags: [audit]}\n"
         "        columns:\n"
     )
     key = f"the {source.key_field}" if source.key_field else "the message key"
@@ -216,7 +230,9 @@ def _table(source: Source, kind: _Kind, default_freshness: Freshness) -> str:
         out += f"          - name: {name}\n"
         out += _scalar("description", description.format(key=key, line_json=line_json), 12)
         if name == "load_seq":
-            out += "            data_tests: [unique, not_null]\n"
+            out += "            data_tests:\n"
+            for test in ("unique", "not_null"):
+                out += f"              - {test}:\n                  config: {{tags: [audit]}}\n"
     return out
 
 

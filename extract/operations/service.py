@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from extract.core import db
 from extract.core.settings import Settings, env_float, env_int
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing.kafka_extractor import ExtractObserver
+from extract.operations.dbt_runner import dbt_executable, dbt_lock
 from extract.operations.health import Health
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ class ServiceSettings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
     dbt_build_interval_s: float = 300.0
+    # the full check (every test on every row): nightly by default, 0 = never
+    dbt_audit_interval_s: float = 86400.0
     health_poll_s: float = 60.0
     # `python -m extract retention` in the service: at start, then every this many seconds; 0 turns it off.
     retention_interval_s: float = 3600.0
@@ -75,6 +77,7 @@ class ServiceSettings:
             metrics_host=env.get("EXTRACT_METRICS_HOST") or cls.metrics_host,
             metrics_port=env_int(env, "EXTRACT_METRICS_PORT", cls.metrics_port, minimum=0, maximum=65535),
             dbt_build_interval_s=env_float(env, "DBT_BUILD_INTERVAL_S", cls.dbt_build_interval_s),
+            dbt_audit_interval_s=env_float(env, "DBT_AUDIT_INTERVAL_S", cls.dbt_audit_interval_s),
             health_poll_s=env_float(env, "EXTRACT_HEALTH_POLL_S", cls.health_poll_s, minimum=0.1),
             retention_interval_s=env_float(env, "RETENTION_INTERVAL_S", cls.retention_interval_s),
             health_grace_s=env_float(env, "EXTRACT_HEALTH_GRACE_S", cls.health_grace_s),
@@ -106,7 +109,8 @@ class Metrics(ExtractObserver):
         )
         self.failures = Counter(
             "extract_failures",
-            "Failures by kind: db_error (retried), run (extractor stopped by an error), dbt_build, retention",
+            "Failures by kind: db_error (retried), run (extractor stopped by an error), dbt_build, dbt_audit,"
+            " retention",
             ["kind"],
             registry=r,
         )
@@ -121,6 +125,9 @@ class Metrics(ExtractObserver):
         self.last_dbt_build = Gauge(
             "extract_last_dbt_build_timestamp_seconds", "Unix time the last successful dbt build ended", registry=r
         )
+        self.dbt_audits = Counter(
+            "extract_dbt_audits", "dbt audit runs (every test on every row) by outcome", ["outcome"], registry=r
+        )
         self.healthy = Gauge("extract_healthy", "1 when the last health check passed", registry=r)
         self.check_ok = Gauge(
             "extract_health_check_ok", "1 when this check of /health passes right now (no grace)", ["check"], registry=r
@@ -133,10 +140,11 @@ class Metrics(ExtractObserver):
         )
         # process_start_time_seconds and friends: the alert rules measure "nothing landed" from the start.
         ProcessCollector(registry=r)
-        for kind in ("db_error", "run", "dbt_build", "retention"):
+        for kind in ("db_error", "run", "dbt_build", "dbt_audit", "retention"):
             self.failures.labels(kind)
         for outcome in ("success", "failure"):
             self.dbt_builds.labels(outcome)
+            self.dbt_audits.labels(outcome)
 
     def on_batch(
         self,
@@ -261,7 +269,9 @@ def start_http(
 
 
 class DbtScheduler:
-    """`dbt build` now and then every `interval_s` seconds (measured from the end of the last build)."""
+    """`dbt build` now and then every `interval_s` seconds (measured from the end of the last build), and the
+    audit (every test on every row) when `dbt_audit_interval_s` has passed since the last one began; both
+    under the database's dbt lock, so they never overlap each other or a `make build`."""
 
     def __init__(
         self,
@@ -280,58 +290,81 @@ class DbtScheduler:
         self.extra_args = list(extra_args)
         self.health = health
         self.builds = 0
+        self.audits = 0
+        self.last_audit_at: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
-    def command(self) -> list[str]:
-        dbt = Path(sys.executable).parent / "dbt"
+    def command(self, kind: str = "build") -> list[str]:
         project = self.service.dbt_project_dir.resolve()
+        common = ["--project-dir", str(project), "--profiles-dir", os.environ.get("DBT_PROFILES_DIR") or str(project)]
+        if kind == "audit":
+            # its own target path: other vars than the builds', and sharing one would re-parse each time
+            target = ["--target-path", str(project / "target" / "audit")]
+            return [dbt_executable(), "test", *common, "--selector", "audit", *target, "--vars", "{test_scope: all}"]
         return [
-            str(dbt) if dbt.exists() else "dbt",
+            dbt_executable(),
             "build",
-            "--project-dir",
-            str(project),
-            "--profiles-dir",
-            os.environ.get("DBT_PROFILES_DIR") or str(project),
-            # staging data tests that opt in check only the rows written since the last passing build
-            # (dbt_project/macros/tests/test_scope.sql); a caller's own --vars wins
+            *common,
+            # the models and the data tests of the new rows (dbt_project/selectors.yml, macros/tests/
+            # test_scope.sql); a caller's own --select / --vars win
+            *([] if {"--select", "-s", "--selector"} & set(self.extra_args) else ["--selector", "scheduled_build"]),
             *([] if "--vars" in self.extra_args else ["--vars", "{test_scope: recent}"]),
             *self.extra_args,
         ]
 
-    def build_once(self) -> bool:
+    def build_once(self, kind: str = "build") -> bool:
+        with dbt_lock(self.settings, self.stop) as held:
+            if not held:  # stopped while another build held the lock
+                return False
+            return self._run(kind)
+
+    def _run(self, kind: str) -> bool:
         began = time.monotonic()
         env = {"DBT_USE_COLORS": "false", **os.environ, **self.settings.dbt_env()}
-        log.info("dbt build starting", extra={"fields": {"event": "dbt_build_start"}})
-        self._process = subprocess.Popen(self.command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log.info("dbt %s starting", kind, extra={"fields": {"event": f"dbt_{kind}_start"}})
+        self._process = subprocess.Popen(self.command(kind), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if self.stop.is_set():  # a shutdown that came while it started
             self.interrupt()
         output, _ = self._process.communicate()
         code = self._process.returncode
         self._process = None
         seconds = time.monotonic() - began
-        self.metrics.dbt_seconds.set(seconds)
         ok = code == 0
-        self.builds += 1
-        self.metrics.dbt_builds.labels("success" if ok else "failure").inc()
-        fields = {"event": "dbt_build_end", "returncode": code, "seconds": round(seconds, 2)}
-        if ok:
-            self.metrics.last_dbt_build.set(time.time())
-            log.info("dbt build succeeded in %.1fs", seconds, extra={"fields": fields})
-        elif self.stop.is_set():
-            log.info("dbt build interrupted by shutdown", extra={"fields": fields})
+        fields = {"event": f"dbt_{kind}_end", "returncode": code, "seconds": round(seconds, 2)}
+        if kind == "audit":
+            self.audits += 1
+            self.metrics.dbt_audits.labels("success" if ok else "failure").inc()
         else:
-            self.metrics.failures.labels("dbt_build").inc()
+            self.builds += 1
+            self.metrics.dbt_seconds.set(seconds)
+            self.metrics.dbt_builds.labels("success" if ok else "failure").inc()
+            if ok:
+                self.metrics.last_dbt_build.set(time.time())
+        if ok:
+            log.info("dbt %s succeeded in %.1fs", kind, seconds, extra={"fields": fields})
+        elif self.stop.is_set():
+            log.info("dbt %s interrupted by shutdown", kind, extra={"fields": fields})
+        else:
+            self.metrics.failures.labels(f"dbt_{kind}").inc()
             tail = output.decode(errors="replace").strip().splitlines()[-15:]
-            log.error("dbt build failed (exit %s):\n%s", code, "\n".join(tail), extra={"fields": fields})
-        if self.health is not None and not (self.stop.is_set() and not ok):
-            self.health.on_dbt_build(ok)
-        self.metrics.refresh_quarantine(self.settings)
+            log.error("dbt %s failed (exit %s):\n%s", kind, code, "\n".join(tail), extra={"fields": fields})
+        if kind == "build":
+            if self.health is not None and not (self.stop.is_set() and not ok):
+                self.health.on_dbt_build(ok)
+            self.metrics.refresh_quarantine(self.settings)
         return ok
+
+    def audit_due(self) -> bool:
+        every = self.service.dbt_audit_interval_s
+        return every > 0 and (self.last_audit_at is None or time.monotonic() - self.last_audit_at >= every)
 
     def run(self) -> None:
         interval = self.service.dbt_build_interval_s
         while not self.stop.is_set():
             self.build_once()
+            if not self.stop.is_set() and self.audit_due():
+                self.last_audit_at = time.monotonic()
+                self.build_once("audit")
             if self.stop.wait(interval):
                 break
 

@@ -166,6 +166,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             )
 
         sources = [_source_status(conn, source, now) for source in config.sources]
+        checks = _data_checks(conn)
 
         runs: list[dict[str, Any]] = []
         if _exists(conn, "raw.extract_runs"):
@@ -200,7 +201,32 @@ def collect(settings: Settings) -> dict[str, Any]:
         "sources": sources,
         "extract_runs": runs,
         "file_loads": file_loads,
+        "data_checks": checks,
     }
+
+
+def _data_checks(conn: psycopg.Connection) -> dict[str, Any]:
+    """The last audit (make audit / the service's: every dbt test on every row) and how far each raw table's
+    rows passed the scoped tests of the builds (dbt_project/macros/tests/test_scope.sql)."""
+    audit = None
+    if _exists(conn, "staging.dbt_audits"):
+        found = _rows(
+            conn,
+            "select started_at, ended_at, is_passed, tests_passed, tests_warned, tests_failed, tests_skipped,"
+            " failed_tests from staging.dbt_audits order by ended_at desc limit 1",
+        )
+        if found:
+            audit = found[0] | {key: _iso(found[0][key]) for key in ("started_at", "ended_at")}
+    scopes = []
+    if _exists(conn, "staging.dbt_test_scopes"):
+        scopes = [
+            row | {"started_at": _iso(row["started_at"])}
+            for row in _rows(
+                conn,
+                "select scope_name as scope, tested_to, started_at from staging.dbt_test_scopes order by 1",
+            )
+        ]
+    return {"last_audit": audit, "scoped_tests": scopes}
 
 
 def _age(seconds: float | None) -> str:
@@ -267,6 +293,22 @@ def render(status: dict[str, Any]) -> str:
                 for s in status["sources"]
             ],
         )
+    )
+    out.append("")
+    audit = status["data_checks"]["last_audit"]
+    if audit is None:
+        out.append("Last audit (make audit: every dbt test on every row): never")
+    else:
+        outcome = "passed" if audit["is_passed"] else "FAILED"
+        out.append(
+            f"Last audit (make audit: every dbt test on every row): {outcome}, ended {audit['ended_at']};"
+            f" {audit['tests_passed']} passed, {audit['tests_warned']} warned, {audit['tests_failed']} failed,"
+            f" {audit['tests_skipped']} skipped"
+        )
+        out.extend(f"  failed: {name}" for name in audit["failed_tests"])
+    out.append(
+        "Scoped tests of the builds, rows passed up to: "
+        + (", ".join(f"{s['scope']} {s['tested_to']}" for s in status["data_checks"]["scoped_tests"]) or "-")
     )
     out.append("")
     out.append("Last extract runs (raw.extract_runs)")

@@ -85,7 +85,13 @@ def test_every_source_has_its_table_tests_and_docs() -> None:
         if table_name == "file_loads":
             continue
         load_seq = next(column for column in table["columns"] if column["name"] == "load_seq")
-        assert load_seq["data_tests"] == ["unique", "not_null"]
+        # the key tests restate the table's constraints: make audit runs them; make build the reconciliation,
+        # on the rows that arrived since it last passed
+        audit_only = {"config": {"tags": ["audit"]}}
+        assert load_seq["data_tests"] == [{"unique": audit_only}, {"not_null": audit_only}]
+        assert table["data_tests"][1]["unique_combination_of_columns"]["config"] == audit_only["config"]
+        scoped = table["data_tests"][0]["raw_equals_staged_plus_quarantined"]["config"]["where"]
+        assert f"staging.test_range_end('{source_name}.{table_name}')" in scoped
         reconciliation = table["data_tests"][0]["raw_equals_staged_plus_quarantined"]["arguments"]
         assert reconciliation["quarantine_source_name"] == f"{source_name}.{table_name}"
         assert reconciliation["quarantine_model"] == "ref('quarantined_records')"
