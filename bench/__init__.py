@@ -12,7 +12,7 @@ Sizes come from the environment (or the matching --flags):
     BENCH_SMALL_JOBS=100000                 second topic, for the peak-RSS comparison
     BENCH_BASELINE=10000                    messages for the one-INSERT-one-commit baseline
     BENCH_LOOKUP_CALLS=200                  calls per look-up function and mode
-    BENCH_ITEMS=1,2,3,4,5,6,7,8             which items to run (2 always runs: the others build on it)
+    BENCH_ITEMS=1,2,3,4,5,6,7,8,9           which items to run (2 always runs: the others build on it)
     BENCH_QUICK=1                           tiny sizes, for a smoke run (about a minute)
 
 Timing bases, so the ratios compare like with like:

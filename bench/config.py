@@ -20,7 +20,7 @@ class Config:
     partitions: int = 3
     seed: int = 42
     increment: int = 0  # jobs added before (6)'s incremental build; 0 = 1% of jobs
-    items: set[int] = field(default_factory=lambda: set(range(1, 9)))
+    items: set[int] = field(default_factory=lambda: set(range(1, 10)))
     quick: bool = False
     profile: bool = False
 
@@ -45,7 +45,7 @@ class Config:
             help="jobs in (6)'s incremental build (default 1%% of --jobs); the same at two --jobs sizes"
             " compares incremental cost across history",
         )
-        parser.add_argument("--items", default=env.get("BENCH_ITEMS", "1,2,3,4,5,6,7,8"))
+        parser.add_argument("--items", default=env.get("BENCH_ITEMS", "1,2,3,4,5,6,7,8,9"))
         parser.add_argument(
             "--profile",
             action="store_true",

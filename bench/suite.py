@@ -8,6 +8,7 @@ import time
 
 from bench import (
     baseline,
+    copy_ceiling,
     dbt_build,
     extractor,
     lookups,
@@ -46,6 +47,9 @@ def run(harness: Harness) -> dict[str, object]:
         main_db = harness.fresh_database("main")
         r["2_extractor"] = extractor.measure(harness, main_db, MAIN_TOPIC, total)
         r["2_raw_storage"] = raw_storage.measure(harness, main_db)
+
+        if 9 in c.items:
+            r["9_copy_ceiling"] = copy_ceiling.measure(harness, main_db, total)
 
         if c.profile:
             r["profile"] = profiling.measure(harness, MAIN_TOPIC, total)
