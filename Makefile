@@ -206,7 +206,7 @@ REPORT ?= reports/report.html
 status: setup ## lag per partition, rows per layer, quarantine, freshness, last runs (STATUS_ARGS=--json)
 	@$(PY) -m extract status $(STATUS_ARGS)
 
-serve: up ## extractor service + dbt build every DBT_BUILD_INTERVAL_S; /metrics + /health on EXTRACT_METRICS_PORT
+serve: up ## extractor service + dbt build on new rows (DBT_BUILD_POLL_S) and of everything every DBT_BUILD_INTERVAL_S; /metrics + /health
 	$(PY) -m extract serve
 
 report: setup ## write $(REPORT): the answer, look-ups, counts per layer, quarantine, lag, charts

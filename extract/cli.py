@@ -445,7 +445,10 @@ def _add_query_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_service_commands(commands: argparse._SubParsersAction) -> None:
-    interval_help = "seconds between dbt builds (default: DBT_BUILD_INTERVAL_S, else 300; 0 = never)"
+    interval_help = (
+        "seconds between full dbt builds (default: DBT_BUILD_INTERVAL_S, else 300; 0 = no dbt); in between, new raw"
+        " rows trigger a build of what they affect (DBT_BUILD_ON_NEW_ROWS=0 turns that off)"
+    )
     serve = commands.add_parser(
         "serve",
         help="the extractor as a service with Prometheus metrics and /health (EXTRACT_METRICS_PORT, default 9108)"

@@ -1,5 +1,6 @@
 """`python -m extract serve`: the extractor as a long-running service, with Prometheus metrics, a health
-endpoint and `dbt build` on an interval; `python -m extract schedule` is the dbt scheduler alone.
+endpoint and `dbt build` whenever new rows have landed (only what they affect), plus a full build every
+DBT_BUILD_INTERVAL_S; `python -m extract schedule` is the dbt scheduler alone.
 
 HTTP on EXTRACT_METRICS_HOST:EXTRACT_METRICS_PORT (default 127.0.0.1:9108; 0.0.0.0 in a container):
   GET|HEAD /metrics   Prometheus text format
@@ -43,6 +44,7 @@ from extract.core import db
 from extract.core.settings import Settings, env_float, env_int
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing.kafka_extractor import ExtractObserver
+from extract.operations.build_trigger import NewRows, selection
 from extract.operations.dbt_runner import dbt_executable, dbt_lock
 from extract.operations.health import Health
 
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+FAILED_BUILD_PAUSE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class ServiceSettings:
     dbt_build_interval_s: float = 300.0
     # the full check (every test on every row): nightly by default, 0 = never
     dbt_audit_interval_s: float = 86400.0
+    # Build as soon as new raw rows are seen (looked for every dbt_poll_s), not only every interval.
+    dbt_build_on_new_rows: bool = True
+    dbt_poll_s: float = 2.0
     health_poll_s: float = 60.0
     # `python -m extract retention` in the service: at start, then every this many seconds; 0 turns it off.
     retention_interval_s: float = 3600.0
@@ -78,6 +84,8 @@ class ServiceSettings:
             metrics_port=env_int(env, "EXTRACT_METRICS_PORT", cls.metrics_port, minimum=0, maximum=65535),
             dbt_build_interval_s=env_float(env, "DBT_BUILD_INTERVAL_S", cls.dbt_build_interval_s),
             dbt_audit_interval_s=env_float(env, "DBT_AUDIT_INTERVAL_S", cls.dbt_audit_interval_s),
+            dbt_build_on_new_rows=(env.get("DBT_BUILD_ON_NEW_ROWS") or "1").lower() not in ("0", "false", "no"),
+            dbt_poll_s=env_float(env, "DBT_BUILD_POLL_S", cls.dbt_poll_s, minimum=0.1),
             health_poll_s=env_float(env, "EXTRACT_HEALTH_POLL_S", cls.health_poll_s, minimum=0.1),
             retention_interval_s=env_float(env, "RETENTION_INTERVAL_S", cls.retention_interval_s),
             health_grace_s=env_float(env, "EXTRACT_HEALTH_GRACE_S", cls.health_grace_s),
@@ -269,9 +277,10 @@ def start_http(
 
 
 class DbtScheduler:
-    """`dbt build` now and then every `interval_s` seconds (measured from the end of the last build), and the
-    audit (every test on every row) when `dbt_audit_interval_s` has passed since the last one began; both
-    under the database's dbt lock, so they never overlap each other or a `make build`."""
+    """`dbt build` of everything now and every `interval_s` seconds (from the end of the last full build),
+    in between, as soon as new rows have landed, a build of only what they affect, and the audit (every test
+    on every row) when `dbt_audit_interval_s` has passed since the last one began; all under the database's
+    dbt lock, so they never overlap each other or a `make build`."""
 
     def __init__(
         self,
@@ -282,8 +291,10 @@ class DbtScheduler:
         extra_args: Sequence[str] = (),
         *,
         health: Health | None = None,
+        config: SourcesConfig | None = None,
     ) -> None:
         self.settings = settings
+        self.config = config
         self.service = service
         self.metrics = metrics
         self.stop = stop
@@ -294,35 +305,40 @@ class DbtScheduler:
         self.last_audit_at: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
-    def command(self, kind: str = "build") -> list[str]:
+    def command(self, kind: str = "build", select: Sequence[str] = ()) -> list[str]:
         project = self.service.dbt_project_dir.resolve()
         common = ["--project-dir", str(project), "--profiles-dir", os.environ.get("DBT_PROFILES_DIR") or str(project)]
         if kind == "audit":
             # its own target path: other vars than the builds', and sharing one would re-parse each time
             target = ["--target-path", str(project / "target" / "audit")]
             return [dbt_executable(), "test", *common, "--selector", "audit", *target, "--vars", "{test_scope: all}"]
+        caller_selects = bool({"--select", "-s", "--selector"} & set(self.extra_args))
         return [
             dbt_executable(),
             "build",
             *common,
             # the models and the data tests of the new rows (dbt_project/selectors.yml, macros/tests/
-            # test_scope.sql); a caller's own --select / --vars win
-            *([] if {"--select", "-s", "--selector"} & set(self.extra_args) else ["--selector", "scheduled_build"]),
+            # test_scope.sql), or of what `select` names (build_trigger.selection, the same exclusions);
+            # a caller's own --select / --vars win
+            *([] if caller_selects else list(select) or ["--selector", "scheduled_build"]),
             *([] if "--vars" in self.extra_args else ["--vars", "{test_scope: recent}"]),
             *self.extra_args,
         ]
 
-    def build_once(self, kind: str = "build") -> bool:
+    def build_once(self, kind: str = "build", select: Sequence[str] = ()) -> bool:
+        """One dbt build (of everything, or of `select`: dbt node selection arguments) or the audit."""
         with dbt_lock(self.settings, self.stop) as held:
             if not held:  # stopped while another build held the lock
                 return False
-            return self._run(kind)
+            return self._run(kind, select)
 
-    def _run(self, kind: str) -> bool:
+    def _run(self, kind: str, select: Sequence[str]) -> bool:
         began = time.monotonic()
         env = {"DBT_USE_COLORS": "false", **os.environ, **self.settings.dbt_env()}
-        log.info("dbt %s starting", kind, extra={"fields": {"event": f"dbt_{kind}_start"}})
-        self._process = subprocess.Popen(self.command(kind), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        what = " ".join(select) if select else "everything"
+        log.info("dbt %s starting: %s", kind, what, extra={"fields": {"event": f"dbt_{kind}_start", "select": what}})
+        command = self.command(kind, select)
+        self._process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if self.stop.is_set():  # a shutdown that came while it started
             self.interrupt()
         output, _ = self._process.communicate()
@@ -359,14 +375,32 @@ class DbtScheduler:
         return every > 0 and (self.last_audit_at is None or time.monotonic() - self.last_audit_at >= every)
 
     def run(self) -> None:
-        interval = self.service.dbt_build_interval_s
+        watch = NewRows(self.settings, self.config or self.settings.sources())
+        select: list[str] = []
+        full_due = 0.0
+        poll = self.service.dbt_poll_s if self.service.dbt_build_on_new_rows else self.service.dbt_build_interval_s
         while not self.stop.is_set():
-            self.build_once()
+            marks = watch.read()  # what this build covers; rows landing while it runs trigger the next
+            ok = self.build_once(select=select)
+            if ok:
+                watch.mark_built(marks)
+            if not select:
+                full_due = time.monotonic() + self.service.dbt_build_interval_s
+            select = []
             if not self.stop.is_set() and self.audit_due():
                 self.last_audit_at = time.monotonic()
                 self.build_once("audit")
-            if self.stop.wait(interval):
-                break
+            # After a failure, new rows trigger a build again only after a pause, not on every poll.
+            quiet_until = time.monotonic() + (0 if ok else min(self.service.dbt_build_interval_s, FAILED_BUILD_PAUSE_S))
+            while not self.stop.wait(min(poll, max(full_due - time.monotonic(), 0))):
+                if time.monotonic() >= full_due:
+                    break
+                if time.monotonic() < quiet_until or not self.service.dbt_build_on_new_rows:
+                    continue
+                changed = watch.changed(watch.read())
+                if changed:
+                    select = selection(changed)
+                    break
 
     def interrupt(self) -> None:
         process = self._process
@@ -421,11 +455,17 @@ def serve(
     )
     metrics.refresh_quarantine(settings)
     server, _ = start_http(service, metrics, health)
-    scheduler = DbtScheduler(settings, service, metrics, stop, dbt_args, health=health)
+    scheduler = DbtScheduler(settings, service, metrics, stop, dbt_args, health=health, config=config)
     threads: list[threading.Thread] = []
     if building:
         threads.append(threading.Thread(target=scheduler.run, name="dbt-scheduler", daemon=True))
-        log.info("dbt build every %.0fs", service.dbt_build_interval_s)
+        log.info(
+            "dbt build of everything every %.0fs%s",
+            service.dbt_build_interval_s,
+            f", and of what new rows affect as they land (checked every {service.dbt_poll_s:g}s)"
+            if service.dbt_build_on_new_rows
+            else "",
+        )
     if sources and service.retention_interval_s > 0:
         retention = threading.Thread(
             target=run_retention, args=(settings, service, metrics, stop), name="retention", daemon=True
