@@ -23,14 +23,12 @@ def measure(harness: Harness, database: str, expect: int) -> dict[str, object]:
     (and their unique index) by the same function the writer calls."""
     path = RUN_DIR / "raw_jobs.copy"
     with harness.connect(database) as conn:
-        with path.open("wb") as handle, conn.cursor() as cur:
-            with cur.copy(f"copy (select {COLUMNS} from raw.jobs order by load_seq) to stdout") as copy:
-                for chunk in copy:
-                    handle.write(chunk)
+        dump = f"copy (select {COLUMNS} from raw.jobs order by load_seq) to stdout"
+        with path.open("wb") as handle, conn.cursor() as cur, cur.copy(dump) as copy:
+            for chunk in copy:
+                handle.write(chunk)
         conn.execute("drop table if exists raw.bench_copy_ceiling")
-        conn.execute(
-            "create table raw.bench_copy_ceiling (like raw.jobs including all) partition by range (loaded_at)"
-        )
+        conn.execute("create table raw.bench_copy_ceiling (like raw.jobs including all) partition by range (loaded_at)")
         conn.execute("select raw.ensure_day_partitions('raw.bench_copy_ceiling')")
         conn.execute("checkpoint")
         with conn.transaction(), conn.cursor() as cur, path.open("rb") as handle:
