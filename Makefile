@@ -184,17 +184,23 @@ clean: down ## stop services and delete local state, data and build output
 
 # -- benchmarks: the bench package (sizes from BENCH_JOBS, BENCH_USERS, ...; see `$(PY) -m bench --help`) --
 BENCH_STAMP := $(VENV)/.bench-installed
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-scale
+BENCH_HISTORY_SCALE ?= 200000,2000000
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[embedded,dev,bench]"
 	@touch $@
 
-bench: up $(BENCH_STAMP) ## throughput, memory, dbt and look-up benchmarks (1M jobs, ~10 min; BENCH_JOBS=100000 for less)
+bench: up $(BENCH_STAMP) ## throughput, ceilings, memory, dbt, look-ups, freshness (1M jobs, ~20 min; BENCH_HISTORY=200000,2000000 adds the flat-cost table)
 	$(PY) -m bench
 
-bench-quick: up $(BENCH_STAMP) ## the same benchmarks at tiny sizes: a smoke run of about a minute
+bench-quick: up $(BENCH_STAMP) ## the same benchmarks at tiny sizes: a smoke run of a few minutes
 	$(PY) -m bench --quick
+
+# The flat-cost table: each history size built from scratch, then +BENCH_NEW_EVENTS (20k) built
+# incrementally. About 15 min at 200k + 2M on 2 cores (generating 2M jobs alone takes ~3 min, once).
+bench-scale: up $(BENCH_STAMP) ## the flat-cost table at BENCH_HISTORY sizes (200000,2000000): bench/results/scale.json
+	BENCH_HISTORY=$${BENCH_HISTORY:-$(BENCH_HISTORY_SCALE)} $(PY) -m bench --items 11 --results scale
 
 # -- operations: status, the service, the report --
 export EXTRACT_METRICS_PORT ?= 9108

@@ -12,8 +12,13 @@ Sizes come from the environment (or the matching --flags):
     BENCH_SMALL_JOBS=100000                 second topic, for the peak-RSS comparison
     BENCH_BASELINE=10000                    messages for the one-INSERT-one-commit baseline
     BENCH_LOOKUP_CALLS=200                  calls per look-up function and mode
-    BENCH_ITEMS=1,2,3,4,5,6,7,8,9           which items to run (2 always runs: the others build on it)
-    BENCH_QUICK=1                           tiny sizes, for a smoke run (about a minute)
+    BENCH_ITEMS=1,2,3,4,5,6,7,8,9,10        which items to run (2 runs whenever any of 1-10 does)
+    BENCH_FRESHNESS_SECONDS=240             (10) how long the producer sends while `serve` runs
+    BENCH_FRESHNESS_RATE=3000               (10) its rate, messages per second
+    BENCH_HISTORY=200000,2000000            (11) history sizes for the flat-cost table (none by default;
+                                            `make bench-scale` runs (11) alone at 200k and 2M)
+    BENCH_NEW_EVENTS=20000                  (11) new events built incrementally on each history
+    BENCH_QUICK=1                           tiny sizes, for a smoke run (a few minutes; (11) at 5k and 10k)
 
 Timing bases, so the ratios compare like with like:
 - consumers (1, 2): "steady" rates run from the moment the consumer group assigned the partitions to the
@@ -24,8 +29,17 @@ Timing bases, so the ratios compare like with like:
   file over one already open connection (so the ratio is the strict one).
 - scale-out (8): wall clock of the whole run for 1 and 3 processes (joins included: with 3 members the
   group rebalances as they arrive, which is part of the cost of scaling out).
+- server-side COPY (9): the rows (2) landed, dumped to a file and COPied into an empty table of raw.jobs'
+  shape in one transaction: the database alone, no Kafka and no Python row building. The extractor's
+  target is 0.8x the lower of (1) and (9).
+- freshness (10): per message, Kafka timestamp to the first 0.5 s observation of marts.jobs built past
+  it, while a producer sends at a steady rate and `extract serve` lands and builds on new rows.
+- scale (11): per history size, full refresh, then +BENCH_NEW_EVENTS and an incremental build; dbt's
+  node times split models from data tests.
 
 Layout: harness.py (broker, databases, timing, child processes, results file), suite.py (the order the
 items run in), one module per item (raw_consume, extractor, baseline, users_load, rss, dbt_build,
-lookups, scale_out; profiling for BENCH_PROFILE), report.py (targets and table) and chart.py.
+lookups, scale_out, copy_ceiling, freshness, scale; profiling for BENCH_PROFILE), report.py (targets and
+table) and chart.py. `--results NAME` writes bench/results/NAME.json (latest; quick for --quick; scale
+for `make bench-scale`).
 """

@@ -12,20 +12,21 @@ from bench.chart import chart
 from bench.config import Config
 from bench.harness import RESULTS, RUN_DIR, WORK, Harness, log, write_results
 from bench.report import table
+from bench.scale import table as scale_table
 
 
 def main(argv: list[str] | None = None) -> int:
     config = Config.from_args(argv)
     log(
         f"jobs={config.jobs:,} users={config.users:,} small={config.small_jobs:,} baseline={config.baseline:,}"
-        f" items={sorted(config.items)}"
+        f" items={sorted(config.items)} history={config.histories}"
     )
     harness = Harness(config)
     try:
         report = suite.run(harness)
     finally:
         harness.drop_databases()
-    name = "quick" if config.quick else "latest"
+    name = config.results
     write_results(report, name)
     try:
         chart(report, RESULTS / f"{name}.png")
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         log("matplotlib is not installed (pip install -e '.[bench]'); no chart")
     print()
     print(table(report))
+    if "11_scale" in report["results"]:
+        print()
+        print(scale_table(report["results"]["11_scale"]))
     print(f"\nwrote {RESULTS / (name + '.json')} and {name}.png in {report['meta']['seconds']:.0f}s")
     if config.quick:
         print("(quick mode: a smoke run; the targets are meant for the default sizes, 1M jobs and 200k users)")

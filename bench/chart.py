@@ -13,7 +13,7 @@ def chart(report: dict[str, object], path: Path) -> None:  # noqa: PLR0915 - one
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     r = report["results"]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    fig, axes = plt.subplots(3, 3, figsize=(15, 12.5))
     sizes = report["meta"]["sizes"]
     fig.suptitle(
         f"make bench: {sizes['jobs']:,} jobs, {sizes['users']:,} users, {sizes['partitions']} partitions,"
@@ -41,12 +41,17 @@ def chart(report: dict[str, object], path: Path) -> None:  # noqa: PLR0915 - one
     if "1_raw_consume" in r:
         labels.append("kafka-python\nraw (1)")
         values.append(r["1_raw_consume"]["steady_rate"])
-    labels.append("extractor\n(2)")
-    values.append(r["2_extractor"]["steady_rate"] or r["2_extractor"]["wall_rate"])
+    if "9_copy_ceiling" in r:
+        labels.append("server COPY\nceiling (9)")
+        values.append(r["9_copy_ceiling"]["rate"])
+    if "2_extractor" in r:
+        labels.append("extractor\n(2)")
+        values.append(r["2_extractor"]["steady_rate"] or r["2_extractor"]["wall_rate"])
     if "3_baseline" in r:
         labels.append("INSERT+commit\nper msg (3)")
         values.append(r["3_baseline"]["rate"])
-    bars(axes[0][0], labels, values, "Kafka -> Postgres, steady state", "messages/s (log)", log_scale=True)
+    if values:
+        bars(axes[0][0], labels, values, "Kafka -> Postgres, steady state", "messages/s (log)", log_scale=True)
 
     if "4_users" in r:
         u = r["4_users"]
@@ -97,9 +102,40 @@ def chart(report: dict[str, object], path: Path) -> None:  # noqa: PLR0915 - one
             "(8) scale-out, wall clock incl. group join",
             "messages/s",
         )
+    _new_panels(r, axes[2], bars)
     for ax in axes.flat:
         if not ax.has_data():
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _new_panels(r: dict[str, object], row, bars) -> None:  # noqa: ANN001 - matplotlib axes and the bars helper
+    """(10) freshness under load and (11) build cost against history size."""
+    if "10_freshness" in r:
+        f = r["10_freshness"]
+        bars(
+            row[0],
+            ["landing p95", "visible p50", "visible p95", "build median"],
+            [f["landing_p95_s"], f["p50_s"], f["p95_s"], f["builds"]["median_s"]],
+            f"(10) freshness at {f['target_rate']:,} msg/s",
+            "seconds",
+        )
+        row[0].axhline(30, color="grey", linestyle="--", linewidth=1)
+    if "11_scale" in r:
+        s = r["11_scale"]
+        ax = row[1]
+        names = [f"{item['history']:,}" for item in s["rows"]]
+        xs = range(len(names))
+        width = 0.27
+        ax.bar([x - width for x in xs], [item["full_refresh_seconds"] for item in s["rows"]], width, label="full")
+        ax.bar(list(xs), [item["incremental_seconds"] for item in s["rows"]], width, label="incremental")
+        ax.bar(
+            [x + width for x in xs], [item["incremental_tests_seconds"] for item in s["rows"]], width, label="its tests"
+        )
+        ax.set_xticks(list(xs), names, fontsize=8)
+        ax.set_xlabel("history (jobs)")
+        ax.set_ylabel("seconds")
+        ax.set_title(f"(11) dbt build, +{s['new_events']:,} new events")
+        ax.legend(fontsize=8)

@@ -4,6 +4,7 @@ be judged again without rerunning anything."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -17,7 +18,8 @@ class Target:
     detail: str = ""
 
 
-def targets(r: dict[str, dict]) -> list[dict[str, object]]:
+def _extractor_targets(r: dict[str, dict]) -> list[Target]:
+    """The extractor against its two ceilings: the Kafka client alone (1) and the database alone (9)."""
     out: list[Target] = []
     raw, ext, ceiling = r.get("1_raw_consume"), r.get("2_extractor"), r.get("9_copy_ceiling")
     if raw and ext and ext.get("steady_rate"):
@@ -58,6 +60,58 @@ def targets(r: dict[str, dict]) -> list[dict[str, object]]:
                 f"{ext['steady_rate']:,.0f} msg/s vs {lower:,.0f} ({which})",
             )
         )
+    return out
+
+
+def _freshness_and_scale_targets(r: dict[str, dict]) -> list[Target]:
+    """Minutes-fresh marts under load (10) and build cost flat in history (11)."""
+    out: list[Target] = []
+    fresh = r.get("10_freshness")
+    if fresh:
+        out.append(
+            Target(
+                "10",
+                f"freshness p95 under {fresh['target_rate']:,} msg/s (Kafka timestamp -> visible in marts.jobs)",
+                fresh["p95_s"],
+                "< 30 s",
+                fresh["p95_s"] < 30,
+                f"p50 {fresh['p50_s']:.1f}s, landing p95 {fresh['landing_p95_s']:.1f}s, {fresh['builds']['count']}"
+                f" builds (median {fresh['builds']['median_s']:.1f}s, p95 {fresh['builds']['p95_s']:.1f}s)",
+            )
+        )
+    grown = r.get("11_scale")
+    if grown and len(grown["rows"]) > 1:
+        out.append(
+            Target(
+                "11",
+                f"incremental build (+{grown['new_events']:,}), largest / smallest history",
+                grown["incremental_growth"],
+                f"<= {grown['incremental_growth_max']}",
+                grown["incremental_growth"] <= grown["incremental_growth_max"],
+                " vs ".join(f"{row['incremental_seconds']:.1f}s at {row['history']:,}" for row in grown["rows"]),
+            )
+        )
+    if grown:
+        out.append(
+            Target(
+                "11",
+                "data tests of an incremental build / of a full build (worst history size)",
+                grown["worst_tests_share"],
+                f"<= {grown['tests_share_max']}",
+                grown["worst_tests_share"] <= grown["tests_share_max"],
+                " / ".join(
+                    f"{row['incremental_tests_seconds']:.1f}s vs {row['full_tests_seconds']:.1f}s"
+                    for row in grown["rows"]
+                ),
+            )
+        )
+    return out
+
+
+def targets(r: dict[str, dict]) -> list[dict[str, object]]:
+    out: list[Target] = []
+    out.extend(_extractor_targets(r))
+    ext = r.get("2_extractor")
     base = r.get("3_baseline")
     if base and ext and ext.get("steady_rate"):
         ratio = ext["steady_rate"] / base["rate"]
@@ -149,6 +203,7 @@ def targets(r: dict[str, dict]) -> list[dict[str, object]]:
                 f"{scale['wall_seconds']:.1f}s vs {scale['one_process_wall_seconds']:.1f}s",
             )
         )
+    out.extend(_freshness_and_scale_targets(r))
     return [target.__dict__ for target in out]
 
 
@@ -174,12 +229,13 @@ def table(report: dict[str, object]) -> str:
             "raw kafka-python consumption",
             f"{fmt(raw['steady_rate'])} msg/s steady, {fmt(raw['wall_rate'])} wall",
         )
-    ext = r["2_extractor"]
-    add(
-        "2",
-        "extractor -> raw.jobs (1 process)",
-        f"{fmt(ext['steady_rate'])} msg/s steady, {fmt(ext['wall_rate'])} wall",
-    )
+    if "2_extractor" in r:
+        ext = r["2_extractor"]
+        add(
+            "2",
+            "extractor -> raw.jobs (1 process)",
+            f"{fmt(ext['steady_rate'])} msg/s steady, {fmt(ext['wall_rate'])} wall",
+        )
     if "2_raw_storage" in r:
         st = r["2_raw_storage"]
         add(
@@ -240,6 +296,7 @@ def table(report: dict[str, object]) -> str:
             f"{s['one_process_wall_seconds']:.1f} / {s['wall_seconds']:.1f} s"
             f" ({fmt(s['one_process_rate'])} / {fmt(s['rate'])} msg/s)",
         )
+    _freshness_and_scale_rows(r, add)
     lines = _grid(("item", "measurement", "value"), rows)
     target_rows = [
         (
@@ -253,6 +310,25 @@ def table(report: dict[str, object]) -> str:
         for t in report["targets"]
     ]
     return lines + "\n\n" + _grid(("item", "target", "measured", "goal", "", "detail"), target_rows)
+
+
+def _freshness_and_scale_rows(r: dict[str, dict], add: Callable[[str, str, str], None]) -> None:
+    if "10_freshness" in r:
+        f10 = r["10_freshness"]
+        add(
+            "10",
+            f"freshness at {f10['target_rate']:,} msg/s for {f10['seconds']:.0f} s, p50 / p95",
+            f"{f10['p50_s']:.1f} / {f10['p95_s']:.1f} s over {f10['messages']:,} msgs (landing p95"
+            f" {f10['landing_p95_s']:.1f} s; builds median {f10['builds']['median_s']:.1f} s)",
+        )
+    if "11_scale" in r:
+        for row in r["11_scale"]["rows"]:
+            add(
+                "11",
+                f"history {row['history']:,} + {row['new_events']:,}: full / incremental (tests)",
+                f"{row['full_refresh_seconds']:.1f} / {row['incremental_seconds']:.1f} s"
+                f" ({row['incremental_tests_seconds']:.1f} s vs {row['full_tests_seconds']:.1f} s)",
+            )
 
 
 def _grid(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
