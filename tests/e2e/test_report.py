@@ -132,8 +132,11 @@ def test_served_pipeline_report_matches_the_database_and_renders(
         rows = pg.execute(f"select * from marts.jobs_by_{kind}(%s)", (value,)).fetchall()
         assert rows and cells(checks, f"lookup_{kind}") == as_text(rows)
     for layer in ("raw", "staging", "marts"):
+        # A day partition's rows are already counted through its partitioned table.
         tables = pg.execute(
-            "select table_name from information_schema.tables where table_schema = %s", (layer,)
+            "select c.relname from pg_class as c join pg_namespace as n on n.oid = c.relnamespace"
+            " where n.nspname = %s and c.relkind in ('r', 'p', 'v') and not c.relispartition",
+            (layer,),
         ).fetchall()
         total = sum(pg.execute(f'select count(*) from {layer}."{name}"').fetchone()[0] for (name,) in tables)
         assert checks[f"layer:{layer}"] == f"{total:,}"
