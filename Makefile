@@ -79,34 +79,21 @@ extract: setup ## land every source of sources.yml (files, then topics) in the r
 # `make audit` (selector scheduled_build, dbt_project/selectors.yml); TEST_SCOPE=all checks every row.
 TEST_SCOPE ?= recent
 
-# Rule changes reach old rows: the manifest of the last successful build is kept in DBT_STATE; when a model's
-# SQL, a macro it uses, its config or a var its rules read (meta.rule_vars) changed since, and that touches an
-# incremental model, dbt's state comparison (state:modified+) picks those models and everything downstream,
-# and they are rebuilt with --full-refresh after the rest is built as usual.
+# Rule changes reach old rows (python -m extract build, extract/operations/dbt_build.py): the manifest of the
+# last successful build is kept in DBT_STATE; when a model's SQL, a macro it uses, its config or a var its
+# rules read (meta.rule_vars) changed since, and that touches an incremental model, dbt's state comparison
+# (state:modified+) picks those models and everything downstream, and they are rebuilt with --full-refresh
+# after the rest is built as usual. The service's builds do the same, against the same DBT_STATE.
 DBT_STATE ?= $(ELT_STATE_DIR)/dbt-last-success
 # EXTRA_VARS: more vars for this build, e.g. EXTRA_VARS='max_revenue: 5000' (a rule change like any other).
 EXTRA_VARS ?=
-BUILD_VARS = --vars '{location: $(LOCATION), test_scope: $(TEST_SCOPE)$(if $(EXTRA_VARS),$(comma) $(EXTRA_VARS))}'
-comma := ,
 
 # make build runs what selector scheduled_build selects (dbt_project/selectors.yml: no unit tests, no tests
-# tagged audit; its data tests on the new rows), under the database's dbt lock; after a rule change, the same
-# spelled out next to the state selection.
-NO_UNIT_TESTS := --exclude-resource-type unit_test
-
+# tagged audit; its data tests on the new rows), under the database's dbt lock from the state comparison to
+# the saved manifest; after a rule change, the same spelled out next to the state selection.
 build: setup ## dbt build: every model, its data tests on the new rows; a rule change rebuilds what it affects (TEST_SCOPE=all: every row)
-	@$(LOAD_ENV) cd dbt_project && export DBT_PROFILES_DIR=. && dbt=../$(BIN)/dbt && state="$(DBT_STATE)" && \
-	locked="../$(PY) -m extract dbt --" && \
-	stale= && if [ -f "$$state/manifest.json" ]; then \
-		stale=$$($$dbt ls --quiet --resource-type model --output name --state "$$state" $(BUILD_VARS) \
-			--select 'state:modified+,config.materialized:incremental' | tr '\n' ' ') || exit 1; fi && \
-	if [ -n "$$stale" ]; then \
-		echo "rules changed since the last successful build: rebuilding $${stale}and what depends on them (--full-refresh)" && \
-		$$locked build $(BUILD_VARS) --state "$$state" --exclude 'state:modified+' tag:audit $(NO_UNIT_TESTS) && \
-		$$locked build $(BUILD_VARS) --state "$$state" --select 'state:modified+' --exclude tag:audit \
-			$(NO_UNIT_TESTS) --full-refresh; \
-	else $$locked build $(BUILD_VARS) --selector scheduled_build; fi && \
-	mkdir -p "$$state" && cp "$${DBT_TARGET_PATH:-target}/manifest.json" "$$state/manifest.json"
+	DBT_STATE='$(DBT_STATE)' $(PY) -m extract build --location '$(LOCATION)' --test-scope '$(TEST_SCOPE)' \
+		$(if $(EXTRA_VARS),--vars '$(EXTRA_VARS)')
 
 # Its own target path: its vars differ from make build's, and sharing one would cost each a full re-parse.
 audit: setup ## every data test on every row, and the unit tests (the full check; `status` shows the last one)

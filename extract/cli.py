@@ -16,6 +16,7 @@ import psycopg
 from kafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
+from extract.build import add_parser as add_build_parser
 from extract.core import db, progress
 from extract.core.errors import describe_error
 from extract.core.kafka_probe import KafkaUnreachable
@@ -372,9 +373,8 @@ def _add_landing_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_operations_commands(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("up", help="start the embedded PostgreSQL and Tansu broker if none is configured").set_defaults(
-        handler=_up
-    )
+    up = commands.add_parser("up", help="start the embedded PostgreSQL and Tansu broker if none is configured")
+    up.set_defaults(handler=_up)
     commands.add_parser("down", help="stop what `up` started").set_defaults(handler=_down)
     commands.add_parser(
         "env", help='print the effective connection settings as shell exports: eval "$(python -m extract env)"'
@@ -383,10 +383,11 @@ def _add_operations_commands(commands: argparse._SubParsersAction) -> None:
     dbt = commands.add_parser(
         "dbt",
         help="run dbt (in the current directory) holding the database's dbt lock: one build at a time per"
-        " database, shared with the service; make build / make audit use it",
+        " database, shared with the service and `build`; make audit / make run use it",
     )
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, metavar="-- DBT_ARGS")
     dbt.set_defaults(handler=_dbt)
+    add_build_parser(commands)
 
     reset = commands.add_parser(
         "reset", help="drop every layer's schema and delete the topics, in a database the project created"

@@ -112,6 +112,9 @@ class Settings:
     sources_file: Path | None = None
     # Where `python -m extract retention` writes raw partitions past retention (one gzip file each, manifest.json).
     archive_dir: Path = Path(".state/archive")
+    # The manifest of the last successful build (extract/operations/dbt_build.py): what dbt's state
+    # comparison measures a rule change against.
+    dbt_state_dir: Path = Path(".state/dbt-last-success")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, use_state: bool = True) -> Settings:
@@ -158,6 +161,7 @@ class Settings:
             ),
             sources_file=Path(source["ELT_SOURCES_FILE"]) if source.get("ELT_SOURCES_FILE") else None,
             archive_dir=Path(text("ELT_ARCHIVE_DIR", str(state_dir() / "archive"))),
+            dbt_state_dir=Path(text("DBT_STATE", str(state_dir() / "dbt-last-success"))),
         )
         settings.check_kafka_security()
         return settings

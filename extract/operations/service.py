@@ -1,6 +1,7 @@
 """`python -m extract serve`: the extractor as a long-running service, with Prometheus metrics, a health
 endpoint and `dbt build` whenever new rows have landed (only what they affect), plus a full build every
-DBT_BUILD_INTERVAL_S; `python -m extract schedule` is the dbt scheduler alone.
+DBT_BUILD_INTERVAL_S; every build is `make build`'s (dbt_build.py), so a rule change reaches old rows;
+`python -m extract schedule` is the dbt scheduler alone.
 
 HTTP on EXTRACT_METRICS_HOST:EXTRACT_METRICS_PORT (default 127.0.0.1:9108; 0.0.0.0 in a container):
   GET|HEAD /metrics   Prometheus text format
@@ -18,8 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -45,7 +44,8 @@ from extract.core.settings import Settings, env_float, env_int
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing.kafka_extractor import ExtractObserver
 from extract.operations.build_trigger import NewRows, selection
-from extract.operations.dbt_runner import dbt_executable, dbt_lock
+from extract.operations.dbt_build import BuildResult, Dbt, Unchanged, build_locked, rule_change_message
+from extract.operations.dbt_runner import dbt_lock
 from extract.operations.health import Health
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 FAILED_BUILD_PAUSE_S = 30.0
+# The service's builds: make build's defaults (TEST_SCOPE=recent, the location of dbt_project.yml)
+BUILD_VARS = {"test_scope": "recent"}
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,9 @@ class DbtScheduler:
     """`dbt build` of everything now and every `interval_s` seconds (from the end of the last full build),
     in between, as soon as new rows have landed, a build of only what they affect, and the audit (every test
     on every row) when `dbt_audit_interval_s` has passed since the last one began; all under the database's
-    dbt lock, so they never overlap each other or a `make build`."""
+    dbt lock, so they never overlap each other or a `make build`. Every build is dbt_build's: after a rule
+    change it rebuilds what the change touches, in place of a selection by new rows, and a successful one
+    saves the manifest the next compares with."""
 
     def __init__(
         self,
@@ -288,7 +292,6 @@ class DbtScheduler:
         service: ServiceSettings,
         metrics: Metrics,
         stop: threading.Event,
-        extra_args: Sequence[str] = (),
         *,
         health: Health | None = None,
         config: SourcesConfig | None = None,
@@ -298,55 +301,48 @@ class DbtScheduler:
         self.service = service
         self.metrics = metrics
         self.stop = stop
-        self.extra_args = list(extra_args)
         self.health = health
         self.builds = 0
         self.audits = 0
         self.last_audit_at: float | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self.dbt = Dbt(settings, service.dbt_project_dir, stop=stop)
+        self.unchanged = Unchanged()
 
-    def command(self, kind: str = "build", select: Sequence[str] = ()) -> list[str]:
-        project = self.service.dbt_project_dir.resolve()
-        common = ["--project-dir", str(project), "--profiles-dir", os.environ.get("DBT_PROFILES_DIR") or str(project)]
-        if kind == "audit":
-            # its own target path: other vars than the builds', and sharing one would re-parse each time
-            target = ["--target-path", str(project / "target" / "audit")]
-            return [dbt_executable(), "test", *common, "--selector", "audit", *target, "--vars", "{test_scope: all}"]
-        caller_selects = bool({"--select", "-s", "--selector"} & set(self.extra_args))
-        return [
-            dbt_executable(),
-            "build",
-            *common,
-            # the models and the data tests of the new rows (dbt_project/selectors.yml, macros/tests/
-            # test_scope.sql), or of what `select` names (build_trigger.selection, the same exclusions);
-            # a caller's own --select / --vars win
-            *([] if caller_selects else list(select) or ["--selector", "scheduled_build"]),
-            *([] if "--vars" in self.extra_args else ["--vars", "{test_scope: recent}"]),
-            *self.extra_args,
-        ]
+    def audit_args(self) -> list[str]:
+        # its own target path: other vars than the builds', and sharing one would re-parse each time
+        target = ["--target-path", str(self.dbt.project / "target" / "audit")]
+        return ["--selector", "audit", *target, "--vars", "{test_scope: all}"]
 
     def build_once(self, kind: str = "build", select: Sequence[str] = ()) -> bool:
         """One dbt build (of everything, or of `select`: dbt node selection arguments) or the audit."""
         with dbt_lock(self.settings, self.stop) as held:
             if not held:  # stopped while another build held the lock
                 return False
-            return self._run(kind, select)
+            what = " ".join(select) if select else "everything"
+            log.info(
+                "dbt %s starting: %s", kind, what, extra={"fields": {"event": f"dbt_{kind}_start", "select": what}}
+            )
+            if kind == "audit":
+                began = time.monotonic()
+                call = self.dbt("test", *self.audit_args())
+                result = BuildResult(call.returncode == 0, call.returncode, (), call.output, time.monotonic() - began)
+            else:
+                state = self.settings.dbt_state_dir
+                result = build_locked(
+                    self.dbt, state, BUILD_VARS, select, announce=self._rule_change, unchanged=self.unchanged
+                )
+            return self._record(kind, result)
 
-    def _run(self, kind: str, select: Sequence[str]) -> bool:
-        began = time.monotonic()
-        env = {"DBT_USE_COLORS": "false", **os.environ, **self.settings.dbt_env()}
-        what = " ".join(select) if select else "everything"
-        log.info("dbt %s starting: %s", kind, what, extra={"fields": {"event": f"dbt_{kind}_start", "select": what}})
-        command = self.command(kind, select)
-        self._process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if self.stop.is_set():  # a shutdown that came while it started
-            self.interrupt()
-        output, _ = self._process.communicate()
-        code = self._process.returncode
-        self._process = None
-        seconds = time.monotonic() - began
-        ok = code == 0
-        fields = {"event": f"dbt_{kind}_end", "returncode": code, "seconds": round(seconds, 2)}
+    @staticmethod
+    def _rule_change(stale: Sequence[str]) -> None:
+        fields = {"event": "dbt_rule_change", "models": list(stale)}
+        log.info(rule_change_message(stale), extra={"fields": fields})
+
+    def _record(self, kind: str, result: BuildResult) -> bool:
+        ok, code, seconds = result.ok, result.returncode, result.seconds
+        fields: dict[str, object] = {"event": f"dbt_{kind}_end", "returncode": code, "seconds": round(seconds, 2)}
+        if result.stale:
+            fields["rebuilt"] = list(result.stale)
         if kind == "audit":
             self.audits += 1
             self.metrics.dbt_audits.labels("success" if ok else "failure").inc()
@@ -362,8 +358,11 @@ class DbtScheduler:
             log.info("dbt %s interrupted by shutdown", kind, extra={"fields": fields})
         else:
             self.metrics.failures.labels(f"dbt_{kind}").inc()
-            tail = output.decode(errors="replace").strip().splitlines()[-15:]
+            tail = result.output.strip().splitlines()[-15:]
             log.error("dbt %s failed (exit %s):\n%s", kind, code, "\n".join(tail), extra={"fields": fields})
+        if result.state_error:
+            # the data is built; the next build compares with the older manifest and rebuilds once more
+            log.error("dbt %s: %s", kind, result.state_error, extra={"fields": {"event": "dbt_state_not_saved"}})
         if kind == "build":
             if self.health is not None and not (self.stop.is_set() and not ok):
                 self.health.on_dbt_build(ok)
@@ -403,13 +402,7 @@ class DbtScheduler:
                     break
 
     def interrupt(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        self.dbt.interrupt()
 
 
 def run_retention(settings: Settings, service: ServiceSettings, metrics: Metrics, stop: threading.Event) -> None:
@@ -441,7 +434,6 @@ def serve(
     sources: Sequence[KafkaSource] = (),
     config: SourcesConfig | None = None,
     run_dbt: bool = True,
-    dbt_args: Sequence[str] = (),
 ) -> int:
     """Run the extractor (when `sources`) and the dbt scheduler (when `run_dbt` and the interval is > 0)
     until `stop` is set or the extractor fails; returns the exit code."""
@@ -455,7 +447,7 @@ def serve(
     )
     metrics.refresh_quarantine(settings)
     server, _ = start_http(service, metrics, health)
-    scheduler = DbtScheduler(settings, service, metrics, stop, dbt_args, health=health, config=config)
+    scheduler = DbtScheduler(settings, service, metrics, stop, health=health, config=config)
     threads: list[threading.Thread] = []
     if building:
         threads.append(threading.Thread(target=scheduler.run, name="dbt-scheduler", daemon=True))

@@ -23,8 +23,9 @@ ALLOWED = {
     "local": {"core"},
     "sample_data": {"core"},
 }
-# demo drives the local default, the sample data and the pipeline: a command of the CLI in its own module.
-TOP_LEVEL_ROOMS = {"cli": "cli", "__main__": "cli", "demo": "cli", "__init__": "core"}
+# demo drives the local default, the sample data and the pipeline, build the dbt build: commands of the CLI in
+# modules of their own.
+TOP_LEVEL_ROOMS = {"cli": "cli", "__main__": "cli", "demo": "cli", "build": "cli", "__init__": "core"}
 MAX_LINES = 500
 
 

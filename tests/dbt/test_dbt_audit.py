@@ -21,8 +21,9 @@ import psycopg
 import pytest
 
 from extract.core.settings import Settings
+from extract.operations.dbt_build import steps
 from extract.operations.dbt_runner import dbt_lock
-from extract.operations.service import DbtScheduler, Metrics, ServiceSettings
+from extract.operations.service import BUILD_VARS, DbtScheduler, Metrics, ServiceSettings
 from extract.sample_data.jobs import generate_files
 from tests.conftest import DBT_PROJECT, ROOT, env_for, run_cli, run_dbt
 
@@ -157,9 +158,9 @@ def test_the_audit_has_its_own_cadence() -> None:
     assert scheduler.audit_due()
     never = ServiceSettings.from_env({"DBT_AUDIT_INTERVAL_S": "0"})
     assert not DbtScheduler(settings, never, Metrics(), threading.Event()).audit_due()
-    audit, build = scheduler.command("audit"), scheduler.command()
-    assert audit[1] == "test" and "--selector" in audit and "audit" in audit and "{test_scope: all}" in audit
-    assert build[1] == "build" and "scheduled_build" in build and "{test_scope: recent}" in build
+    audit = scheduler.audit_args()
+    assert audit[audit.index("--selector") + 1] == "audit" and audit[audit.index("--vars") + 1] == "{test_scope: all}"
+    assert steps([], [], Path()) == [["--selector", "scheduled_build"]] and BUILD_VARS == {"test_scope": "recent"}
 
 
 def locked_build(settings: Settings, tmp_path: Path, name: str) -> subprocess.Popen[str]:

@@ -96,6 +96,7 @@ def test_served_pipeline_report_matches_the_database_and_renders(
             "EXTRACT_METRICS_PORT": str(port),
             "DBT_TARGET_PATH": str(tmp_path / "target"),
             "DBT_LOG_PATH": str(tmp_path),
+            "DBT_STATE": str(tmp_path / "dbt-last-success"),
         },
     )
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -13,7 +14,8 @@ from psycopg import sql
 from extract.core import db
 from extract.core.settings import Settings
 from extract.operations.build_trigger import selection
-from extract.operations.service import DbtScheduler, Metrics, ServiceSettings
+from extract.operations.dbt_build import steps
+from extract.operations.service import BUILD_VARS, DbtScheduler, Metrics, ServiceSettings
 
 NO_AUDIT_OR_UNIT_TESTS = ["--exclude", "tag:audit", "resource_type:unit_test"]
 
@@ -97,13 +99,20 @@ def test_selection_names_dbt_sources() -> None:
     assert selection([]) == []
 
 
-def test_a_triggered_build_runs_the_selection_in_place_of_the_scheduled_selector(settings: Settings) -> None:
-    scheduler = DbtScheduler(settings, ServiceSettings(), Metrics(), threading.Event())
-    chosen = selection([settings.sources().get("jobs")])
-    command = scheduler.command(select=chosen)
-    assert command[command.index("--select") :][: len(chosen)] == chosen
-    assert "--selector" not in command
-    assert command[command.index("--vars") + 1] == "{test_scope: recent}"
-    assert "--selector" in scheduler.command()  # a full build: scheduled_build
-    own = DbtScheduler(settings, ServiceSettings(), Metrics(), threading.Event(), ["--select", "stg_kafka__jobs"])
-    assert "source:kafka.jobs+" not in own.command(select=chosen), "a caller's own --select wins"
+def test_a_triggered_build_runs_the_selection_unless_a_rule_changed(tmp_path: Path) -> None:
+    chosen = selection([Settings().sources().get("jobs")])
+    assert steps([], chosen, tmp_path) == [chosen]
+    assert steps([], [], tmp_path) == [["--selector", "scheduled_build"]]  # a full build
+    # After a rule change: everything else as usual, then what the change touches from scratch; the
+    # selection by new rows gives way (those rows are in the rebuild).
+    rest, rebuilt = steps(["stg_kafka__job_events"], chosen, tmp_path)
+    assert rest == ["--state", str(tmp_path), "--exclude", "state:modified+", *NO_AUDIT_OR_UNIT_TESTS[1:]]
+    assert rebuilt == [
+        "--state",
+        str(tmp_path),
+        "--select",
+        "state:modified+",
+        *NO_AUDIT_OR_UNIT_TESTS,
+        "--full-refresh",
+    ]
+    assert BUILD_VARS == {"test_scope": "recent"}
