@@ -86,9 +86,15 @@ class Dbt:
         output = subprocess.PIPE if capture else None
         # the project as the working directory: relative DBT_TARGET_PATH / DBT_PROFILES_DIR mean the same
         # here as in a shell inside dbt_project/
-        process = subprocess.Popen(
-            argv, env=env, cwd=self.project, stdout=output, stderr=subprocess.STDOUT if capture else None
-        )
+        try:
+            process = subprocess.Popen(
+                argv, env=env, cwd=self.project, stdout=output, stderr=subprocess.STDOUT if capture else None
+            )
+        except OSError as error:  # no such project directory, or no dbt: a failed build, not a crash
+            message = f"error: cannot run dbt in {self.project}: {error.strerror or error}\n"
+            if not capture:
+                sys.stderr.write(message)
+            return DbtCall(127, message if capture else "")
         self._process = process
         try:
             if self.stop is not None and self.stop.is_set():  # a shutdown that came while it started
