@@ -13,7 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DBT_PROFILES_DIR=/app/dbt_project \
     DBT_PROJECT_DIR=/app/dbt_project \
     ELT_SOURCES_FILE=/app/sources.yml \
-    ELT_ARCHIVE_DIR=/archive
+    ELT_ARCHIVE_DIR=/archive \
+    ELT_STATE_DIR=/state
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
@@ -24,11 +25,12 @@ WORKDIR /app
 # Dependencies and package first so code-only changes to dbt_project keep this layer cached.
 COPY pyproject.toml README.md ./
 COPY extract ./extract
-# /archive: raw retention's archive files (a volume in compose; created here so the volume belongs to app).
+# /archive: raw retention's archive files; /state: the manifest of the last successful dbt build, which a
+# rule change is measured against (volumes in compose; created here so the volumes belong to app).
 RUN pip install . \
     && rm -rf build ./*.egg-info \
-    && mkdir -p /archive \
-    && chown app:app /app /archive
+    && mkdir -p /archive /state \
+    && chown app:app /app /archive /state
 
 # dbt writes target/, logs/ and .user.yml inside the project dir, so the runtime user owns it.
 COPY --chown=app:app dbt_project ./dbt_project

@@ -449,6 +449,10 @@ def test_images_are_pinned_and_every_service_gets_what_sources_yml_reads() -> No
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", image.base), image.base
     assert (["sources.yml"], "./") in image.copies and image.env["ELT_SOURCES_FILE"] == "/app/sources.yml"
 
+    # The builds' state (the manifest a rule change is measured against) outlives the container and the image.
+    for name in ("scheduler", "dbt"):
+        assert f"dbt-state:{image.env['ELT_STATE_DIR']}" in services[name]["volumes"], name
+
     wanted = referenced_variables(yaml.safe_load((ROOT / "sources.yml").read_text()))
     assert {"KAFKA_TOPIC", "KAFKA_PAYMENTS_TOPIC", "USERS_FILE"} <= wanted
     for name in ours:
