@@ -83,17 +83,17 @@ TEST_SCOPE ?= recent
 # last successful build is kept in DBT_STATE; when a model's SQL, a macro it uses, its config or a var its
 # rules read (meta.rule_vars) changed since, and that touches an incremental model, dbt's state comparison
 # (state:modified+) picks those models and everything downstream, and they are rebuilt with --full-refresh
-# after the rest is built as usual. The service's builds do the same, against the same DBT_STATE.
+# after the rest is built as usual. `make serve`'s builds do the same, against the same default directory.
 DBT_STATE ?= $(ELT_STATE_DIR)/dbt-last-success
 # EXTRA_VARS: more vars for this build, e.g. EXTRA_VARS='max_revenue: 5000' (a rule change like any other).
 EXTRA_VARS ?=
+BUILD_ARGS = --location '$(LOCATION)' --test-scope '$(TEST_SCOPE)' $(if $(EXTRA_VARS),--vars '$(EXTRA_VARS)')
 
 # make build runs what selector scheduled_build selects (dbt_project/selectors.yml: no unit tests, no tests
 # tagged audit; its data tests on the new rows), under the database's dbt lock from the state comparison to
 # the saved manifest; after a rule change, the same spelled out next to the state selection.
 build: setup ## dbt build: every model, its data tests on the new rows; a rule change rebuilds what it affects (TEST_SCOPE=all: every row)
-	DBT_STATE='$(DBT_STATE)' $(PY) -m extract build --location '$(LOCATION)' --test-scope '$(TEST_SCOPE)' \
-		$(if $(EXTRA_VARS),--vars '$(EXTRA_VARS)')
+	DBT_STATE='$(DBT_STATE)' $(PY) -m extract build $(BUILD_ARGS)
 
 # Its own target path: its vars differ from make build's, and sharing one would cost each a full re-parse.
 audit: setup ## every data test on every row, and the unit tests (the full check; `status` shows the last one)
