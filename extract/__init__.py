@@ -3,9 +3,9 @@
 One sub-package per role, imports running one way only (tests/architecture/test_import_direction.py):
 
     cli.py         the command line; with demo.py (`make demo`, one line per phase) the only modules that
-                   import every room
-    operations/    running and watching the pipeline: service, health, dbt runs under one lock, status,
-                   audit, retention, reports
+                   import every room; build.py (`make build`) is one of its commands in a module of its own
+    operations/    running and watching the pipeline: service, health, dbt runs under one lock, the build
+                   that carries rule changes to old rows, status, audit, retention, reports
     landing/       the product's core flow: Kafka consumer, record decoding, raw sink, payload rules, file
                    loader, producer
     core/          what every room shares: settings, sources.yml, database access, the Kafka probe, one-line
