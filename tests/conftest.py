@@ -55,8 +55,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(pg_server: Settings, broker: str) -> Iterator[Settings]:
-    """Settings pointing at a brand-new database and a topic and group no other test uses."""
+def settings(pg_server: Settings, broker: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings pointing at a brand-new database, a topic and group no other test uses, and a state directory
+    of its own (archives, the last build's manifest), never the checkout's .state."""
     name = f"elt_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(**conninfo(pg_server, "postgres"), autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
@@ -66,6 +67,8 @@ def settings(pg_server: Settings, broker: str) -> Iterator[Settings]:
         kafka_bootstrap_servers=broker,
         kafka_topic=f"jobs_{name}",
         kafka_group_id=f"group_{name}",
+        archive_dir=tmp_path / "state" / "archive",
+        dbt_state_dir=tmp_path / "state" / "dbt-last-success",
     )
     with psycopg.connect(**conninfo(pg_server, "postgres"), autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
@@ -92,7 +95,10 @@ def env_for(settings: Settings) -> dict[str, str]:
             # sources.yml's other topic, per test too, so `extract run` never reads another test's payments
             "KAFKA_PAYMENTS_TOPIC": f"{settings.kafka_topic}_payments",
             "KAFKA_GROUP_ID": settings.kafka_group_id,
-            "ELT_STATE_DIR": "/nonexistent-state-dir",
+            # the settings fixture's own state directory (both paths sit in it)
+            "ELT_STATE_DIR": str(settings.archive_dir.parent),
+            "ELT_ARCHIVE_DIR": str(settings.archive_dir),
+            "DBT_STATE": str(settings.dbt_state_dir),
         }
     )
     if settings.sources_file:
