@@ -30,6 +30,8 @@ from extract.local import embedded
 from extract.local.reset import reset_everything
 from extract.operations import answers
 from extract.operations.audit import RunAudit
+from extract.operations.dbt_build import save_manifest
+from extract.operations.dbt_runner import dbt_executable, dbt_lock
 
 # What the warnings every demo build shows mean: the generator makes this mess on purpose. Keyed by the
 # start of the test's name in dbt's run results: (what a failing row is, what it means). Anything else is
@@ -82,18 +84,16 @@ def _count(value: int) -> str:
     return f"{value:,}"
 
 
-def dbt_executable() -> str:
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else "dbt"
-
-
 def run_dbt_build(settings: Settings, location: str, log_path: Path, *, verbose: bool) -> BuildOutcome:
-    """`dbt build` with the demo's settings; its whole output goes to `log_path` (and the terminal with -v)."""
+    """`dbt build` with the demo's settings, under the database's dbt lock; its whole output goes to `log_path`
+    (and the terminal with -v). The reset left nothing built, so there is no rule change to look for; the
+    manifest is saved as `make build` saves it, so the next `make build` compares with what the demo built."""
     project = Path(os.environ.get("DBT_PROJECT_DIR", "dbt_project")).resolve()
     env = {**os.environ, **settings.dbt_env(), "DBT_PROFILES_DIR": str(project)}
+    env.pop("DBT_STATE", None)  # dbt would read it as --state
     command = [dbt_executable(), "build", "--vars", json.dumps({"location": location, "test_scope": "recent"})]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log_file:
+    with dbt_lock(settings), log_path.open("w") as log_file:
         process = subprocess.Popen(
             command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -104,7 +104,13 @@ def run_dbt_build(settings: Settings, location: str, log_path: Path, *, verbose:
                 sys.stdout.write(line)
         returncode = process.wait()
     target = Path(env.get("DBT_TARGET_PATH") or "target")
-    return summarise_run_results(target if target.is_absolute() else project / target, returncode == 0)
+    target = target if target.is_absolute() else project / target
+    if returncode == 0:
+        try:
+            save_manifest(target / "manifest.json", settings.dbt_state_dir)
+        except OSError as error:  # the answer stands; only the next make build's comparison is lost
+            _say(f"  warning: could not save dbt's manifest to {settings.dbt_state_dir}: {error}")
+    return summarise_run_results(target, returncode == 0)
 
 
 def summarise_run_results(target: Path, ok: bool) -> BuildOutcome:

@@ -86,5 +86,8 @@ def test_the_demo_prints_one_line_per_phase_then_the_answer(settings: Settings, 
     assert result.stderr.strip() == ""
     log = (tmp_path / "state" / "logs" / "dbt-build.log").read_text()
     assert "Completed successfully" in log or "Finished running" in log
+    # The build's manifest is the state the next `make build` compares with (rule changes after the demo).
+    saved = Path(env["DBT_STATE"]) / "manifest.json"
+    assert saved.read_bytes() == (tmp_path / "dbt-target" / "manifest.json").read_bytes()
     # Every warning line says what it means, one line each.
     assert all(": " in line for line in lines if line.startswith("  warning:"))
