@@ -1,0 +1,3 @@
+select {{ function('parse_timestamp_trimmed').include(database=false) }}(
+    {{ function('trim_ws').include(database=false) }}(p_value)
+)
