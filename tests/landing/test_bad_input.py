@@ -194,7 +194,7 @@ def test_a_valid_job_with_a_10k_deep_unknown_field_stages(
     produce_raw(settings, [(b"deep", deep), (b"after", job("after"))])
     run_cli(settings, "jobs", "--until-end")
     assert pg.execute("select count(*) from raw.jobs").fetchone()[0] == 2
-    run_dbt(settings, tmp_path, "run")
+    run_dbt(settings, tmp_path, "build", "--resource-type", "function", "--resource-type", "model")
     reasons = dict(pg.execute("select message_key, quarantine_reason from staging.stg_kafka__job_events").fetchall())
     assert reasons == {"deep": None, "after": None}
 
