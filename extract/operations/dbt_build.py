@@ -5,12 +5,12 @@ command to the saved manifest, so no other build slips in between its steps.
 The per-row models judge a raw row once (incremental), so a changed rule would leave the rows staged under
 the old one as they were. The manifest of the last successful build is kept in Settings.dbt_state_dir
 (DBT_STATE, else $ELT_STATE_DIR/dbt-last-success). Before building, dbt's own state comparison lists the
-incremental models that are `state:modified+` against it: a changed model SQL, a macro it calls, its
-config, a source definition, or a var its rules read (meta.rule_vars). When there are any, everything else
-is built as usual, then they and everything downstream with --full-refresh; otherwise the build is the
-ordinary one (selector scheduled_build, or the service's selection of what new rows affect). Only a build
-whose every step succeeded saves its manifest: after a failure the next build compares with the same one
-and rebuilds again."""
+incremental models that are `state:modified+` against it: a changed model SQL, a macro or a dbt function
+(dbt_project/functions/) it calls, its config, a source definition, or a var its rules read
+(meta.rule_vars). When there are any, everything else is built as usual, then they and everything downstream
+with --full-refresh; otherwise the build is the ordinary one (selector scheduled_build, or the service's
+selection of what new rows affect). Only a build whose every step succeeded saves its manifest: after a
+failure the next build compares with the same one and rebuilds again."""
 
 from __future__ import annotations
 
