@@ -71,10 +71,11 @@ def dbt(harness: Harness, database: str, *args: str, dbt_command: str = DBT) -> 
             statuses[node["status"]] = statuses.get(node["status"], 0) + 1
         summary["node_seconds_by_type"] = {kind: round(value, 2) for kind, value in by_kind.items()}
         summary["statuses"] = statuses
-        summary["slowest"] = [
-            [node["unique_id"], round(float(node.get("execution_time") or 0), 2)]
-            for node in sorted(nodes, key=lambda n: -float(n.get("execution_time") or 0))[:5]
-        ]
+        seconds = {node["unique_id"]: float(node.get("execution_time") or 0) for node in nodes}
+        timed = sorted(seconds, key=lambda node: -seconds[node])
+        summary["slowest"] = [[node, round(seconds[node], 2)] for node in timed[:5]]
+        # Every node's time, slowest first: (11) compares them across history sizes to name what grows.
+        summary["node_seconds"] = {node: round(seconds[node], 3) for node in timed}
     if run.returncode != 0:
         summary["failure_tail"] = run.stdout.strip().splitlines()[-12:]
         log(f"dbt {' '.join(args)} exited {run.returncode} (recorded, not fatal)")
