@@ -2,10 +2,12 @@
 
 Generated data arrives in several batches (produce part of the files, extract, `dbt build`, repeat):
 jobs and payments topics, a users file that grows into a second load, a service catalogue whose second
-version changes prices, and an old event replayed late: a lower offset of a partition lands in a later run
-than a higher one. The incremental builds scope the per-row models' data tests to the new rows
-(test_scope: recent). Then every staging and mart table is compared row by row with a --full-refresh build
-over the same raw data.
+version changes prices, recategorises the busiest services and lists services the first one lacked, and an
+old event replayed late: a lower offset of a partition lands in a later run than a higher one. Between
+builds, events landed by hand change what the incremental job_payments mart must follow: a late payment
+for an old job, a payment corrected to another job, a deleted job with payments, and a deleted payment.
+The incremental builds scope the data tests to the new rows (test_scope: recent). Then every staging and
+mart table is compared row by row with a --full-refresh build over the same raw data.
 """
 
 from __future__ import annotations
@@ -50,8 +52,13 @@ TABLES = (
 # How the incremental builds run (make build, the bench and the service do the same).
 SCOPED = ("--vars", "{test_scope: recent}")
 
-# A partition no producer writes to, for the hand-landed late replay.
+# A partition no producer writes to, for the events landed by hand (the late replay, the payment changes).
 REPLAY_PARTITION = 97
+# The busiest services (extract/sample_data BUSY_SERVICES): the second catalogue moves them to a new category.
+RECATEGORISED = ("SERVICE_42", "SERVICE_3")
+NEW_CATEGORY = "Recategorised"
+# Catalogue lines the first catalogue leaves out: their services' jobs are uncategorised until the second.
+LATE_LISTED = slice(6, 16)
 
 
 def split_lines(path: Path, parts: int, out: Path) -> list[Path]:
@@ -74,27 +81,85 @@ def raise_price(line: str) -> str:
         return line
 
 
+def second_catalogue_line(line: str) -> str:
+    """The second catalogue's version of a line: the RECATEGORISED services in NEW_CATEGORY, prices kept."""
+    name, _, rest = line.partition(",")
+    if name not in RECATEGORISED:
+        return line
+    return f"{name},{NEW_CATEGORY},{rest.rstrip().rpartition(',')[2]}\n"
+
+
 def table_rows(pg: psycopg.Connection, table: str) -> list[tuple]:
     # as text: Python's datetime has no -infinity / infinity, the users history's open ends
     return sorted(pg.execute(f"select t::text from {table} as t").fetchall())
 
 
-def land_replay_event(pg: psycopg.Connection, topic: str, job_id: str, offset: int, revenue: str) -> None:
-    """One usable event of `job_id` in REPLAY_PARTITION, landed the way the extractor lands a message."""
-    value = json.dumps(
-        {
-            "JOBIDENTIFIER": job_id,
-            "USERID": "replay-user",
-            "JOBDATE": "2025-01-01T10:00:00Z",
-            "LOCATION": "LOC_REPLAY",
-            "REVENUE": revenue,
-        }
-    )
-    pg.execute(
-        "insert into raw.jobs (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, message_key,"
-        " message_value, message_value_json) values (%s, %s, %s, '2999-01-01T00:00:00Z', %s, %s, %s::jsonb)",
-        (topic, REPLAY_PARTITION, offset, job_id, value, value),
-    )
+RAW_INSERTS = {
+    table: f"insert into {table} (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, message_key,"
+    " message_value, message_value_json) values (%s, %s, %s, '2999-01-01T00:00:00Z', %s, %s, %s::jsonb)"
+    for table in ("raw.jobs", "raw.payments")
+}
+
+
+def land_event(pg: psycopg.Connection, table: str, offset: int, key: str, payload: dict[str, str] | None) -> None:
+    """One message in REPLAY_PARTITION of the table's topic, far ahead in Kafka time (it wins its key), landed
+    the way the extractor lands it; a None payload is a tombstone."""
+    topic = pg.execute(f"select kafka_topic from {table} limit 1").fetchone()[0]
+    value = None if payload is None else json.dumps(payload)
+    pg.execute(RAW_INSERTS[table], (topic, REPLAY_PARTITION, offset, key, value, value))
+
+
+def land_replay_event(pg: psycopg.Connection, job_id: str, offset: int, revenue: str) -> None:
+    """One usable event of `job_id`."""
+    payload = {
+        "JOBIDENTIFIER": job_id,
+        "USERID": "replay-user",
+        "JOBDATE": "2025-01-01T10:00:00Z",
+        "LOCATION": "LOC_REPLAY",
+        "REVENUE": revenue,
+    }
+    land_event(pg, "raw.jobs", offset, job_id, payload)
+
+
+def land_payment(pg: psycopg.Connection, offset: int, payment_id: str, job_id: str, amount: str) -> None:
+    payload = {
+        "PAYMENTID": payment_id,
+        "JOBIDENTIFIER": job_id,
+        "AMOUNT": amount,
+        "CURRENCY": "TRY",
+        "PAIDAT": "2025-02-01T10:00:00Z",
+    }
+    land_event(pg, "raw.payments", offset, payment_id, payload)
+
+
+def one(pg: psycopg.Connection, query: str, *params: object) -> object:
+    return pg.execute(query, params).fetchone()[0]
+
+
+def change_payments(pg: psycopg.Connection) -> dict[str, str]:
+    """After the first build: a late payment for an old job without one, a payment corrected to another job,
+    and a job with payments deleted. Returns who is who."""
+    paid = "select job_id from marts.job_payments where payment_count > 0"
+    case = {"late": one(pg, "select min(job_id) from marts.job_payments where payment_count = 0")}
+    case["moved"], case["moved_from"] = pg.execute(
+        "select payment_id, job_id from staging.stg_kafka__payments where not is_deleted order by payment_id limit 1"
+    ).fetchone()
+    case["moved_to"] = one(pg, f"select min(job_id) from ({paid}) as p where job_id <> %s", case["moved_from"])
+    case["deleted_job"] = one(pg, f"select max(job_id) from ({paid}) as p")
+    land_payment(pg, 0, "late-payment", case["late"], "12.34")
+    land_payment(pg, 1, case["moved"], case["moved_to"], "1.00")
+    land_event(pg, "raw.jobs", 20, case["deleted_job"], None)
+    return case
+
+
+def delete_payment(pg: psycopg.Connection, case: dict[str, str]) -> None:
+    """Before the last build: a payment of a job that keeps others, deleted by a tombstone."""
+    case["deleted_payment"], case["deleted_payment_job"] = pg.execute(
+        "select payment_id, job_id from staging.stg_kafka__payments where not is_deleted and payment_id <> %s"
+        " and job_id in (select job_id from marts.job_payments where payment_count > 1) order by payment_id limit 1",
+        (case["moved"],),
+    ).fetchone()
+    land_event(pg, "raw.payments", 2, case["deleted_payment"], None)
 
 
 def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.Connection, tmp_path: Path) -> None:
@@ -107,13 +172,21 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.C
     services_second = tmp_path / "services.second.csv"
     catalogue = services_first.read_text().splitlines(keepends=True)
     raised = [raise_price(line) for line in catalogue[1:20]]
-    services_second.write_text("".join(catalogue[:1] + raised + catalogue[20:]))
+    services_second.write_text("".join(second_catalogue_line(line) for line in catalogue[:1] + raised + catalogue[20:]))
+    late_listed = {line.split(",", 1)[0] for line in catalogue[LATE_LISTED]}
+    services_first = tmp_path / "services.first.csv"
+    services_first.write_text(
+        "".join(
+            line for number, line in enumerate(catalogue) if number not in range(LATE_LISTED.start, LATE_LISTED.stop)
+        )
+    )
     # The users file arrives twice: first its first half, later the whole file (a second load).
     users_lines = summary.users_path.read_bytes().splitlines(keepends=True)
     users_first = tmp_path / "users.first.ndjson"
     users_first.write_bytes(b"".join(users_lines[: len(users_lines) // 2]))
 
     replay_job = None
+    case: dict[str, str] = {}
     for batch, part in enumerate(job_parts):
         run_cli(settings, "produce", str(part))
         run_cli(settings, "produce", "--source", "payments", str(payment_parts[batch]))
@@ -129,10 +202,17 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.C
             replay_job = pg.execute(
                 "select message_key from raw.jobs where message_key <> '' order by load_seq limit 1"
             ).fetchone()[0]
-            land_replay_event(pg, settings.kafka_topic, replay_job, 10, "111.11")
+            land_replay_event(pg, replay_job, 10, "111.11")
         if batch == 1:
             # An older event of the same partition (offset 5) lands a run later: it must not win.
-            land_replay_event(pg, settings.kafka_topic, replay_job, 5, "55.55")
+            land_replay_event(pg, replay_job, 5, "55.55")
+            uncategorised = (
+                "select count(*) from marts.job_payments where category = 'UNCATEGORISED' and service_name = any(%s)"
+            )
+            assert one(pg, uncategorised, list(late_listed)) > 0
+            case = change_payments(pg)
+        if batch == JOB_BATCHES - 1:
+            delete_payment(pg, case)
         run_dbt(settings, tmp_path, "build", *SCOPED)
 
     winner = pg.execute(
@@ -148,11 +228,25 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, pg: psycopg.C
     known = "select bool_and(has_known_user) from marts.jobs where user_id in (select user_id from marts.users)"
     assert pg.execute(known).fetchone()[0]
 
+    # What the incremental job_payments had to follow, followed (the full refresh below checks every value).
+    payment_counts = dict(pg.execute("select job_id, payment_count from marts.job_payments").fetchall())
+    assert payment_counts[case["late"]] == 1
+    assert case["deleted_job"] not in payment_counts
+    assert (
+        one(pg, "select job_id from staging.stg_kafka__payments where payment_id = %s", case["moved"])
+        == case["moved_to"]
+    )
+    assert one(pg, "select is_deleted from staging.stg_kafka__payments where payment_id = %s", case["deleted_payment"])
+    recategorised = "select array_agg(distinct category) from marts.job_payments where service_name = any(%s)"
+    assert one(pg, recategorised, list(RECATEGORISED)) == [NEW_CATEGORY]
+    assert one(pg, uncategorised, list(late_listed)) == 0
+    assert one(pg, "select paid_job_count from marts.revenue_reconciliation_by_category where category = 'UNKNOWN_JOB'")
+
     incremental = {table: table_rows(pg, table) for table in TABLES}
     assert all(incremental[table] for table in TABLES if not table.startswith("marts.non_local_top_revenue"))
     # Both catalogue loads and every payment batch took part.
     assert pg.execute("select count(distinct load_id) from staging.stg_files__service_lines").fetchone()[0] == 2
-    assert pg.execute("select count(*) from raw.payments").fetchone()[0] == sum(
+    assert pg.execute("select count(*) from raw.payments").fetchone()[0] == 3 + sum(
         len(part.read_bytes().splitlines()) for part in payment_parts
     )
 

@@ -15,10 +15,9 @@
     where
         staged.unmapped_keys is not null
         {%- if is_incremental() %}
-            and staged.load_seq > (
-                select coalesce(max(previous_run.last_seen_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = {{ sql_string_literal(source_name) }}
-            )
+            and staged.load_seq > {{
+                highest_value(this, 'last_seen_load_seq', where='source_name = ' ~ sql_string_literal(source_name))
+            }}
         {%- endif %}
 {%- endmacro %}
 
@@ -42,9 +41,8 @@
     where
         not is_usable
         {%- if is_incremental() %}
-            and load_seq > (
-                select coalesce(max(previous_run.raw_load_seq), 0) from {{ this }} as previous_run
-                where previous_run.source_name = {{ sql_string_literal(source_name) }}
-            )
+            and load_seq > {{
+                highest_value(this, 'raw_load_seq', where='source_name = ' ~ sql_string_literal(source_name))
+            }}
         {%- endif %}
 {%- endmacro %}

@@ -61,9 +61,7 @@
             from {{ rows }} as new_rows
             where
                 new_rows.is_usable
-                and new_rows.load_seq > (
-                    select coalesce(max(previous_run.{{ watermark }}), 0) from {{ this }} as previous_run
-                )
+                and new_rows.load_seq > {{ highest_value(this, watermark) }}
             {%- if snapshot %}
 
             union

@@ -11,7 +11,7 @@
 {% macro new_raw_rows(raw_table) -%}
     select * from {{ raw_table }}
     {%- if is_incremental() %}
-        where load_seq > (select coalesce(max(previous_run.load_seq), 0) from {{ this }} as previous_run)
+        where load_seq > {{ highest_value(this, 'load_seq') }}
     {%- endif %}
 {%- endmacro %}
 

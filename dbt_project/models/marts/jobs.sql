@@ -4,8 +4,11 @@
 -- Deleted jobs (a tombstone won in stg_kafka__jobs) are not here: the post-hook removes them.
 --
 -- Incremental (delete+insert on job_id). A run rewrites the jobs that changed in stg_kafka__jobs
--- (last_event_load_seq above this table's highest) and the jobs whose user has since appeared in, or been
--- deleted from, the users file (has_known_user no longer matches stg_files__users).
+-- (last_event_load_seq above this table's highest) and, when users-file lines arrived since the last run,
+-- the jobs whose user has since appeared in, or been deleted from, the users file (has_known_user no longer
+-- matches stg_files__users): that check reads every job, so it waits for a new users file instead of
+-- running on every build. The post-hook removes the jobs whose tombstone won since the last run. The
+-- watermarks of both are in staging.dbt_model_watermarks (macros/incremental_watermarks.sql).
 
 {{
     config(
@@ -20,7 +23,9 @@
         ],
         post_hook=[
             "delete from {{ this }} where job_id in (select deleted.job_id from {{ ref('stg_kafka__jobs') }}"
-            ~ " as deleted where deleted.is_deleted)",
+            ~ " as deleted where deleted.is_deleted and deleted.last_event_load_seq > {{ model_watermark('jobs') }})",
+            "{{ record_model_watermarks({'jobs': [ref('stg_kafka__jobs'), 'last_event_load_seq'],"
+            ~ " 'user_lines': [ref('stg_files__user_lines'), 'load_seq']}) }}",
         ],
     )
 }}
@@ -49,9 +54,7 @@ users as (
         select staged_jobs.job_id
         from {{ ref('stg_kafka__jobs') }} as staged_jobs
         where
-            staged_jobs.last_event_load_seq > (
-                select coalesce(max(previous_run.last_event_load_seq), 0) from {{ this }} as previous_run
-            )
+            staged_jobs.last_event_load_seq > {{ highest_value(this, 'last_event_load_seq') }}
 
         union
 
@@ -59,7 +62,11 @@ users as (
         from {{ this }} as current_jobs
         left join {{ ref('stg_files__users') }} as known_users
             on current_jobs.user_id = known_users.user_id and not known_users.is_deleted
-        where current_jobs.has_known_user <> (known_users.user_id is not null)
+        where
+            current_jobs.has_known_user <> (known_users.user_id is not null)
+            and (
+                select coalesce(max(user_lines.load_seq), 0) from {{ ref('stg_files__user_lines') }} as user_lines
+            ) > {{ model_watermark('user_lines') }}
 
     ),
 

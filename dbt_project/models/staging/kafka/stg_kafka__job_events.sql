@@ -7,7 +7,8 @@
 -- identical rows. The unique index on load_seq turns a double insert into an error, not a duplicate.
 -- The message columns and the first seven reasons are shared by every Kafka source (kafka_message_columns,
 -- kafka_message_reasons in macros/staging/per_row_models.sql); what follows them here is the job.
--- JIT is off for this model: compiling its wide expression list costs more than it saves (measured 2x).
+-- JIT is off, as for every model (dbt_project.yml): compiling its wide expression list costs more than it
+-- saves (measured 2x).
 
 -- meta.rule_vars: the vars this model's rules read, so a change to one shows in dbt's state comparison
 -- (state:modified), and `make build` rebuilds this model and what depends on it from scratch.
@@ -18,7 +19,6 @@
         incremental_strategy='append',
         on_schema_change='fail',
         meta={'rule_vars': {'max_revenue': var('max_revenue'), 'job_event_keys': var('job_event_keys')}},
-        pre_hook='set local jit = off',
         indexes=[
             {'columns': ['load_seq'], 'unique': True},
             {'columns': ['job_id']},

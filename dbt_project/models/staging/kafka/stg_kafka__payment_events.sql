@@ -19,7 +19,6 @@
         incremental_strategy='append',
         on_schema_change='fail',
         meta={'rule_vars': {'max_revenue': var('max_revenue'), 'payment_event_keys': var('payment_event_keys')}},
-        pre_hook='set local jit = off',
         indexes=[
             {'columns': ['load_seq'], 'unique': True},
             {'columns': ['payment_id']},
