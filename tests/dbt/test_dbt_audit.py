@@ -86,6 +86,24 @@ def undouble(pg: psycopg.Connection, load_seq: int) -> None:
     )
 
 
+def lose_mart_rows(pg: psycopg.Connection) -> list[str]:
+    """One old job's row lost from marts.jobs, another's from marts.job_payments; returns the two job ids."""
+    lost = [one[0] for one in pg.execute("select job_id from marts.job_payments order by job_id limit 2")]
+    for table, job_id in zip(("marts.jobs", "marts.job_payments"), lost, strict=True):
+        pg.execute(
+            f"create table public.lost_{table.split('.')[1]} as select * from {table} where job_id = %s", (job_id,)
+        )
+        pg.execute(f"delete from {table} where job_id = %s", (job_id,))
+    return lost
+
+
+def restore_mart_rows(pg: psycopg.Connection) -> None:
+    for table in ("marts.jobs", "marts.job_payments"):
+        backup = f"public.lost_{table.split('.')[1]}"
+        pg.execute(f"insert into {table} select * from {backup}")
+        pg.execute(f"drop table {backup}")
+
+
 def last_audit(pg: psycopg.Connection) -> tuple[bool, list[str]]:
     query = "select is_passed, failed_tests from staging.dbt_audits order by ended_at desc limit 1"
     return pg.execute(query).fetchone()
@@ -103,18 +121,22 @@ def test_a_row_lost_or_doubled_fails_the_build_when_new_and_the_audit_when_old(
     bound = scope_bound(pg)
     assert bound == pg.execute("select max(load_seq) from raw.jobs").fetchone()[0]
 
-    # Old rows, below the tested bound: one lost, another doubled. A scoped build does not read them again;
-    # the audit does, and names both.
+    # Old rows, below the tested bound: one lost, another doubled, and an old job's row lost from each
+    # incremental mart. A scoped build does not read them again; the audit does, and names them.
     old = new_usable_event(pg, 0)
     other_old = new_usable_event(pg, old)
     lose(pg, old)
     double(pg, other_old)
+    lose_mart_rows(pg)
     run_dbt(settings, tmp_path, *SCOPED_TESTS)
     audit = run_dbt(settings, tmp_path, *AUDIT, check=False)
     assert audit.returncode != 0
     assert reconciliation_failures(audit) == 2, audit.stdout[-3000:]
     passed, failed = last_audit(pg)
     assert not passed and any(RECONCILIATION in name for name in failed)
+    for mart in ("ref_jobs_", "ref_job_payments_"):
+        assert any(name.startswith("in_mart_unless_deleted") and name.endswith(mart) for name in failed), failed
+    restore_mart_rows(pg)
 
     # New rows, built but not yet tested (dbt run), then one lost and another doubled: the next build's scoped
     # tests fail on both, and the bound stays where it was until they pass.
