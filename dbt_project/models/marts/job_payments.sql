@@ -17,7 +17,9 @@
 --     share one category, so one look-up per service by the service_name index finds them. A catalogue
 --     that only changes prices touches nothing.
 -- The watermarks are in staging.dbt_model_watermarks (macros/incremental_watermarks.sql): a deleted job or
--- a payment of an unknown job leaves no row here to read them back from.
+-- a payment of an unknown job leaves no row here to read them back from. The per-category totals and the
+-- payments of unknown jobs that revenue_reconciliation_by_category reads are kept with every change of this
+-- table (macros/marts/job_payments_totals.sql).
 
 -- depends_on: {{ ref('stg_kafka__payment_events') }}
 
@@ -35,6 +37,7 @@
         post_hook=[
             "delete from {{ this }} where job_id in (select deleted.job_id from {{ ref('stg_kafka__jobs') }}"
             ~ " as deleted where deleted.is_deleted and deleted.last_event_load_seq > {{ model_watermark('jobs') }})",
+            "{{ maintain_job_payments_totals(job_payments_touched_jobs()) }}",
             "{{ record_model_watermarks({'jobs': [ref('stg_kafka__jobs'), 'last_event_load_seq'],"
             ~ " 'payments': [ref('stg_kafka__payments'), 'last_event_load_seq']}) }}",
         ],
@@ -59,21 +62,7 @@ with
     touched_jobs as (
 
         -- (reads the tables, not the CTEs below, and each through an index: see marts.jobs)
-        select staged_jobs.job_id
-        from {{ ref('stg_kafka__jobs') }} as staged_jobs
-        where staged_jobs.last_event_load_seq > {{ model_watermark('jobs') }}
-
-        union
-
-        select payment_events.job_id
-        from {{ ref('stg_kafka__payment_events') }} as payment_events
-        where
-            payment_events.job_id is not null
-            and payment_events.payment_id in (
-                select changed_payments.payment_id
-                from {{ ref('stg_kafka__payments') }} as changed_payments
-                where changed_payments.last_event_load_seq > {{ model_watermark('payments') }}
-            )
+        {{ job_payments_touched_jobs() }}
 
         union
 
