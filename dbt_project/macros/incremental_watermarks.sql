@@ -82,6 +82,17 @@ create table if not exists {{ model_watermarks_relation() }} (
 {%- endmacro %}
 
 
+{#- True when users-file lines arrived since this model recorded its 'user_lines' watermark, and always
+    outside an incremental run: the models that depend on the users file alone (marts.users,
+    users_location_history) are recomputed only then. -#}
+{% macro users_file_changed() -%}
+    {{ return(
+        not is_incremental()
+        or highest_value(ref('stg_files__user_lines'), 'load_seq') != model_watermark('user_lines')
+    ) }}
+{%- endmacro %}
+
+
 {#- post-hook: inputs maps an input's name to [relation, column]; its watermark is the column's highest
     value (an indexed load_seq column, so the maximum is one index probe). -#}
 {% macro record_model_watermarks(inputs) -%}

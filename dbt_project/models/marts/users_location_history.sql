@@ -10,15 +10,23 @@
 -- brings it back; a broken line that names the user does not delete it (stg_files__users' rule). For a
 -- delta source nothing is ever deleted.
 --
--- A table rebuilt from staging on every run: it depends only on the staged lines (load ids, line numbers,
--- loaded_at), never on when dbt ran, so any build over the same raw rows, incremental or full refresh,
--- gives the same history.
+-- It depends only on the staged lines (load ids, line numbers, loaded_at), never on when dbt ran, so any
+-- build over the same raw rows, incremental or full refresh, gives the same history. Incremental
+-- (delete+insert on user_id): a run without new users-file lines (every build of new jobs) leaves it as it
+-- is; a run with new lines recomputes every user's versions from all lines (a snapshot load can add a
+-- version to any user), and a user never leaves it. The 'user_lines' watermark is in
+-- staging.dbt_model_watermarks (macros/incremental_watermarks.sql).
 
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='user_id',
+        on_schema_change='fail',
         indexes=[
             {'columns': ['user_id', 'valid_from'], 'unique': True},
         ],
+        post_hook=["{{ record_model_watermarks({'user_lines': [ref('stg_files__user_lines'), 'load_seq']}) }}"],
     )
 }}
 
@@ -192,6 +200,9 @@ final as (
         loaded_at
 
     from versions
+    {%- if not users_file_changed() %}
+        where false
+    {%- endif %}
 
 )
 
