@@ -91,11 +91,7 @@ services as (
 payments as (
 
     select * from {{ ref('stg_kafka__payments') }}
-    where
-        not is_deleted
-        {%- if is_incremental() %}
-            and job_id in (select touched_jobs.job_id from touched_jobs)
-        {%- endif %}
+    where not is_deleted
 
 ),
 
@@ -108,6 +104,9 @@ payments_per_job as (
         coalesce(sum(amount) filter (where currency = {{ reporting_currency }}), 0) as paid_amount,
         max(paid_at) as last_paid_at
     from payments
+    {%- if is_incremental() %}
+        where job_id in (select touched_jobs.job_id from touched_jobs)
+    {%- endif %}
     group by job_id
 
 ),

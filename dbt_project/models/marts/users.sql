@@ -27,11 +27,7 @@ with
 users as (
 
     select * from {{ ref('stg_files__users') }}
-    where
-        not is_deleted
-        {%- if not users_file_changed() %}
-            and false
-        {%- endif %}
+    where not is_deleted
 
 ),
 
@@ -48,6 +44,9 @@ final as (
         load_seq
 
     from users
+    {%- if not users_file_changed() %}
+        where false
+    {%- endif %}
 
 )
 
