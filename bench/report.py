@@ -95,10 +95,10 @@ def _freshness_and_scale_targets(r: dict[str, dict]) -> list[Target]:
         out.append(
             Target(
                 "11",
-                "data tests of an incremental build / of a full build (worst history size)",
-                grown["worst_tests_share"],
+                "data tests of an incremental build / of a full build, at the largest history",
+                grown["tests_share_at_largest_history"],
                 f"<= {grown['tests_share_max']}",
-                grown["worst_tests_share"] <= grown["tests_share_max"],
+                grown["tests_share_at_largest_history"] <= grown["tests_share_max"],
                 " / ".join(
                     f"{row['incremental_tests_seconds']:.1f}s vs {row['full_tests_seconds']:.1f}s"
                     for row in grown["rows"]
