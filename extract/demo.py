@@ -31,7 +31,7 @@ from extract.local.reset import reset_everything
 from extract.operations import answers
 from extract.operations.audit import RunAudit
 from extract.operations.dbt_build import save_manifest
-from extract.operations.dbt_runner import dbt_executable, dbt_lock
+from extract.operations.dbt_runner import dbt_environment, dbt_executable, dbt_lock
 
 # What the warnings every demo build shows mean: the generator makes this mess on purpose. Keyed by the
 # start of the test's name in dbt's run results: (what a failing row is, what it means). Anything else is
@@ -89,8 +89,7 @@ def run_dbt_build(settings: Settings, location: str, log_path: Path, *, verbose:
     (and the terminal with -v). The reset left nothing built, so there is no rule change to look for; the
     manifest is saved as `make build` saves it, so the next `make build` compares with what the demo built."""
     project = Path(os.environ.get("DBT_PROJECT_DIR", "dbt_project")).resolve()
-    env = {**os.environ, **settings.dbt_env(), "DBT_PROFILES_DIR": str(project)}
-    env.pop("DBT_STATE", None)  # dbt would read it as --state
+    env = {**dbt_environment(settings), "DBT_PROFILES_DIR": str(project)}
     command = [dbt_executable(), "build", "--vars", json.dumps({"location": location, "test_scope": "recent"})]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with dbt_lock(settings), log_path.open("w") as log_file:

@@ -31,7 +31,7 @@ import yaml
 
 from extract.core.settings import Settings
 from extract.operations.build_trigger import EXCLUDE
-from extract.operations.dbt_runner import dbt_executable, dbt_lock
+from extract.operations.dbt_runner import dbt_environment, dbt_executable, dbt_lock
 
 # The incremental models a rule change leaves judged by the old rule (everything downstream of a change).
 STALE = "state:modified+,config.materialized:incremental"
@@ -80,9 +80,7 @@ class Dbt:
         capture = self.capture if capture is None else capture
         profiles = os.environ.get("DBT_PROFILES_DIR") or str(self.project)
         argv = [dbt_executable(), command, "--project-dir", str(self.project), "--profiles-dir", profiles, *args]
-        env = {**({"DBT_USE_COLORS": "false"} if capture else {}), **os.environ, **self.settings.dbt_env()}
-        # dbt reads DBT_STATE as --state: the steps that compare pass the state directory themselves
-        env.pop("DBT_STATE", None)
+        env = {**({"DBT_USE_COLORS": "false"} if capture else {}), **dbt_environment(self.settings)}
         output = subprocess.PIPE if capture else None
         # the project as the working directory: relative DBT_TARGET_PATH / DBT_PROFILES_DIR mean the same
         # here as in a shell inside dbt_project/

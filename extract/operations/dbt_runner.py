@@ -53,6 +53,15 @@ def dbt_lock(settings: Settings, stop: threading.Event | None = None, poll_s: fl
                 conn.execute(f"select pg_advisory_unlock({LOCK_KEY})")
 
 
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a dbt child: this process's, with the settings' connection. Without DBT_STATE, which
+    names this project's saved manifest but which dbt would read as --state on every command: the builds that
+    compare with it pass --state themselves (dbt_build.py)."""
+    env = {**os.environ, **settings.dbt_env()}
+    env.pop("DBT_STATE", None)
+    return env
+
+
 def dbt_executable() -> str:
     dbt = Path(sys.executable).parent / "dbt"
     return str(dbt) if dbt.exists() else "dbt"
@@ -61,7 +70,7 @@ def dbt_executable() -> str:
 def run_locked(settings: Settings, args: Sequence[str]) -> int:
     """`dbt <args>` in the current directory under the lock; dbt's exit code."""
     with dbt_lock(settings):
-        child = subprocess.Popen([dbt_executable(), *args], env={**os.environ, **settings.dbt_env()})
+        child = subprocess.Popen([dbt_executable(), *args], env=dbt_environment(settings))
         try:
             return child.wait()
         except KeyboardInterrupt:

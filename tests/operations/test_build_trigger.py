@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from extract.core import db
 from extract.core.settings import Settings
 from extract.operations.build_trigger import selection
 from extract.operations.dbt_build import steps
+from extract.operations.dbt_runner import dbt_environment
 from extract.operations.service import BUILD_VARS, DbtScheduler, Metrics, ServiceSettings
 
 NO_AUDIT_OR_UNIT_TESTS = ["--exclude", "tag:audit", "resource_type:unit_test"]
@@ -116,3 +118,13 @@ def test_a_triggered_build_runs_the_selection_unless_a_rule_changed(tmp_path: Pa
         "--full-refresh",
     ]
     assert BUILD_VARS == {"test_scope": "recent"}
+
+
+def test_every_dbt_child_gets_the_connection_but_not_dbt_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    # dbt would read DBT_STATE as --state on every command; the builds that compare pass it themselves.
+    monkeypatch.setenv("DBT_STATE", "/somewhere/dbt-last-success")
+    monkeypatch.setenv("SOMETHING_ELSE", "kept")
+    settings = Settings.from_env({"PGHOST": "db.example", "PGDATABASE": "warehouse"}, use_state=False)
+    env = dbt_environment(settings)
+    assert "DBT_STATE" not in env and env["SOMETHING_ELSE"] == "kept"
+    assert env.items() >= settings.dbt_env().items()
