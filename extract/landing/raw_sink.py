@@ -10,33 +10,18 @@ partition's own unique index stays as a second guard."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import groupby
+from itertools import groupby, islice
 from operator import attrgetter
-from typing import Protocol
 
 import psycopg
 from psycopg import sql
 
 from extract.core.db import JSONB_REFUSED, ensure_partitions, jsonb_takes_any, table_identifier
-from extract.landing.payload import UnreadableHeaders, headers_json, split_payload
+from extract.landing.copy_text import Message, copy_lines
 
 log = logging.getLogger(__name__)
-
-
-class Message(Protocol):
-    """The part of kafka-python's ConsumerRecord the sink reads (other clients can adapt to it)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    timestamp_type: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
 
 
 _BATCH_TABLE = """
@@ -106,40 +91,14 @@ _DIRECT_COPY = (
 )
 
 
-# timestamp, timestamp type, key, key bytes, value, value bytes, json, headers
-_NO_RECORD = (None,) * 8
-
-
-def _rows(messages: Iterable[Message], unsure: list[str] | None = None) -> Iterator[tuple[object, ...]]:
-    """One row per message in the raw table's column order, streamed (the server works on a batch while
-    Python builds the rest), every JSON candidate in the jsonb column. Given `unsure` (the direct COPY), a
-    candidate Python's parser refused goes in null instead and its text to `unsure` (Payload.python_parses).
-    A placeholder for a record the client could not read (kafka_records) is a row of nulls and its reason."""
-    for message in messages:
-        if isinstance(message.headers, UnreadableHeaders):
-            yield (message.topic, message.partition, message.offset, *_NO_RECORD, message.headers.reason)
-            continue
-        key = split_payload(message.key, check_json=False)
-        value = split_payload(message.value)
-        timestamp = message.timestamp
-        json_text = value.text if value.json_candidate else None
-        if unsure is not None and json_text is not None and not value.python_parses:
-            unsure.append(json_text)
-            json_text = None
-        yield (
-            message.topic,
-            message.partition,
-            message.offset,
-            datetime.fromtimestamp(timestamp / 1000.0, UTC) if timestamp is not None and timestamp >= 0 else None,
-            message.timestamp_type,
-            key.text,
-            key.raw_bytes,
-            value.text,
-            value.raw_bytes,
-            json_text,
-            headers_json(message.headers),
-            None,
-        )
+def _copy(
+    cur: psycopg.Cursor, statement: sql.Composable | str, messages: list[Message], unsure: list[str] | None = None
+) -> None:
+    lines = copy_lines(messages, unsure)
+    with cur.copy(statement) as copy:
+        # ~1,000 lines a write: one call into libpq per chunk, not per row
+        while chunk := b"".join(islice(lines, 1000)):
+            copy.write(chunk)
 
 
 class _JsonbTakesMore(Exception):
@@ -154,14 +113,11 @@ def write_batch(
     topic_ids: Mapping[str, str | None],
 ) -> BatchResult:
     """Land `messages` in the raw table of their topic (`tables`: topic -> raw.table) with their offsets."""
-    next_offsets: dict[tuple[str, int], int] = {}
-    payload_bytes = 0
-    for message in messages:
-        position = (message.topic, message.partition)
-        next_offsets[position] = max(next_offsets.get(position, 0), message.offset + 1)
-        payload_bytes += len(message.value or b"") + len(message.key or b"")
     # Rows go in (topic, partition, offset) order, so load_seq follows Kafka order within a partition.
     ordered = sorted(messages, key=_POSITION)
+    # in offset order, each partition's last message sets its next offset
+    next_offsets = {(message.topic, message.partition): message.offset + 1 for message in ordered}
+    payload_bytes = sum(len(message.value or b"") + len(message.key or b"") for message in ordered)
     inserted = 0
     with conn.transaction(), conn.cursor() as cur:
         for topic, batch in groupby(ordered, key=attrgetter("topic")):
@@ -193,9 +149,7 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
     unsure: list[str] = []
     try:
         with cur.connection.transaction():
-            with cur.copy(sql.SQL(_DIRECT_COPY).format(table=table_identifier(table))) as copy:
-                for row in _rows(messages, unsure):
-                    copy.write_row(row)
+            _copy(cur, sql.SQL(_DIRECT_COPY).format(table=table_identifier(table)), messages, unsure)
             inserted = cur.rowcount
             if unsure and jsonb_takes_any(cur, unsure):
                 raise _JsonbTakesMore
@@ -204,9 +158,7 @@ def _land(cur: psycopg.Cursor, table: str, topic: str, messages: list[Message]) 
         log.info("batch of %s takes the staged path (%s)", topic, type(error).__name__)
         json_refused = bool(unsure) or not isinstance(error, psycopg.errors.UniqueViolation)
     cur.execute(_BATCH_TABLE)
-    with cur.copy(_COPY) as copy:
-        for row in _rows(messages):
-            copy.write_row(row)
+    _copy(cur, _COPY, messages)
     return _insert(cur, table, topic, json_refused=json_refused)
 
 

@@ -42,9 +42,9 @@ def test_what_could_be_json_is_left_to_the_database() -> None:
     assert could_be_json(deep)
     assert could_be_json("1" * 5000)
     assert split_payload(deep.encode())[:3] == (deep, None, True)
-    # Python's parser gives up on both; the raw sink then asks Postgres (test_real_producers.py)
+    # the extractor's parser gives up on it; the raw sink then asks Postgres (test_real_producers.py)
     assert not split_payload(deep.encode()).python_parses
-    assert not split_payload(b"1" * 5000).python_parses
+    assert split_payload(b"1" * 5000).python_parses  # as jsonb does; json.loads stops at 4,300 digits
 
 
 def test_headers_keep_undecodable_values_as_hex() -> None:
@@ -75,3 +75,18 @@ def test_headers_keep_undecodable_keys_as_hex() -> None:
 )
 def test_parse_line_matches_console_producer(line: bytes, expected: tuple[bytes | None, bytes] | None) -> None:
     assert parse_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "parses"),
+    [
+        (b'{"a": [1, 2.5e3, "x", null, true]}', True),
+        (b'{"a": "\\ud83d\\ude00"}', True),
+        (b'{"a": NaN}', False),  # json.loads takes NaN and Infinity; jsonb does not
+        (b'{"a": "\\ud800"}', False),  # a lone surrogate: json.loads takes it; jsonb does not
+        (b'{"a": 1', False),
+        (b'{"a": 1} {"b": 2}', False),
+    ],
+)
+def test_the_extractors_json_check_agrees_with_jsonb_where_json_loads_does_not(data: bytes, parses: bool) -> None:
+    assert split_payload(data).python_parses is parses
