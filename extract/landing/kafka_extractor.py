@@ -25,6 +25,7 @@ from extract.core import db, kafka_probe
 from extract.core.settings import Settings
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing import kafka_records  # noqa: F401 - reads non-UTF-8 header keys, unreadable batches
+from extract.landing.batch_writer import BatchWriter, Landed
 from extract.landing.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
 from extract.landing.topic_identity import (
     METADATA_MAX_AGE_MS,
@@ -80,7 +81,8 @@ class ExtractObserver:
         """A batch and its offsets committed in Postgres; `seconds` is the write's wall time."""
 
     def on_db_error(self, extractor: KafkaExtractor, what: str, error: BaseException) -> None:
-        """A database operation failed and will be retried (or the budget is spent)."""
+        """A database operation failed and will be retried (or the budget is spent). The one exception to
+        the rule above: a batch's write fails on the writer thread, and this is called there."""
 
     def on_end(self, extractor: KafkaExtractor, error: BaseException | None) -> None:
         """The run is over: drained, stopped by a signal (error None) or failed (the error)."""
@@ -124,7 +126,8 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
         self._extractor = extractor
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Each batch is committed before the next poll, so there is nothing in flight to flush.
+        # The batch in flight commits first, so the partitions' next owner resumes after it.
+        self._extractor.writer_wait()
         if revoked:
             log.info("partitions revoked: %s", _describe(revoked))
 
@@ -162,6 +165,8 @@ class KafkaExtractor:
         self._assigned_once = False
         self._assigned_at = 0.0
         self._spinning = False
+        self._writer: BatchWriter | None = None
+        self._handed_over = 0
         # Set on kafka-python's IO thread when an assignment brings a topic with a new id; raised by run().
         self._recreated: str | None = None
 
@@ -273,6 +278,8 @@ class KafkaExtractor:
             return
         consumer = self._consumer
         assert consumer is not None
+        # Stored offsets are read after the batch in flight committed (it also frees the connection).
+        self.writer_wait()
         self._recreated = self._recreated or self._changed_topic_id({tp.topic for tp in assigned})
         if self._recreated:
             # Fetch nothing: run() stops at its next check, before any write.
@@ -357,9 +364,10 @@ class KafkaExtractor:
         while True:
             timeout_ms = SPIN_POLL_MS if self._spinning else SPIN_SLICE_MS
             timeout_ms = max(1, min(timeout_ms, int((deadline - time.monotonic()) * 1000)))
-            cpu, wall = time.process_time(), time.monotonic()
+            # this thread's CPU only: the writer thread may be busy landing the previous batch meanwhile
+            cpu, wall = time.thread_time(), time.monotonic()
             polled = consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.max_poll_records)
-            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
             spinning = not polled and wall >= 0.04 and cpu > SPIN_CPU_SHARE * wall
             if spinning != self._spinning:
                 if spinning:
@@ -373,11 +381,31 @@ class KafkaExtractor:
             if polled or time.monotonic() >= deadline or self.stop.is_set():
                 return polled
 
+    def writer_wait(self) -> None:
+        """Block until the batch in flight, if any, has committed or failed (its error waits for run())."""
+        if self._writer is not None:
+            self._writer.wait()
+
+    def _write(self, messages: Sequence[ConsumerRecord]) -> BatchResult:
+        """On the writer thread: one batch and its offsets, in one transaction, retried on a lost connection."""
+        group = self.settings.kafka_group_id
+        return self._with_db_retry(
+            "writing a batch", lambda conn: write_batch(conn, group, messages, self.tables, self._topic_ids)
+        )
+
+    def _report(self, landed: Sequence[Landed]) -> None:
+        for batch in landed:
+            self.stats.add(batch.result)
+            self._commit_to_kafka(batch.result)
+            log.debug("batch of %d messages, %d new", batch.result.messages, batch.result.inserted)
+            notify(self.observers, "on_batch", self, batch.polled, batch.result, batch.seconds)
+
     def run(self, *, until_end: bool = False) -> ExtractStats:
         kafka_probe.check_broker(self.settings, self.stop)  # first: a dead broker or wrong protocol in seconds
         self._with_db_retry("creating the raw schema", lambda conn: db.ensure_raw_schema(conn, self.config))
         notify(self.observers, "on_start", self, until_end)
         failure: BaseException | None = None
+        writer = self._writer = BatchWriter(self._write)
         try:
             self._check_topic_ids()
             self._consumer = self._make_consumer()
@@ -400,15 +428,9 @@ class KafkaExtractor:
                 messages = [message for batch in polled.values() for message in batch]
                 if messages:
                     self._check_topic_ids_after_fetch()
-                    began = time.perf_counter()
-                    result = self._with_db_retry(
-                        "writing a batch",
-                        lambda conn, batch=messages: write_batch(conn, group, batch, self.tables, self._topic_ids),
-                    )
-                    self.stats.add(result)
-                    self._commit_to_kafka(result)
-                    log.debug("batch of %d messages, %d new", result.messages, result.inserted)
-                    notify(self.observers, "on_batch", self, polled, result, time.perf_counter() - began)
+                    writer.submit(polled, messages)  # lands while the next poll runs
+                    self._handed_over += len(messages)
+                self._report(writer.landed())
                 notify(self.observers, "on_poll", self)
                 if until_end:
                     if self._drained():
@@ -416,10 +438,14 @@ class KafkaExtractor:
                 elif self._assigned_once:
                     for tp in self._consumer.assignment():
                         self._check_not_beyond_end(tp)
+            self._report(writer.landed(wait=True))
+            notify(self.observers, "on_poll", self)  # what they saw last had a batch in flight
         except BaseException as error:
             failure = error
             raise
         finally:
+            writer.close()
+            self._writer = None
             notify(self.observers, "on_end", self, failure)
             self.close()
         log.debug(  # DEBUG: the command prints this summary itself (one line per action)
@@ -431,6 +457,11 @@ class KafkaExtractor:
             self.stats.seconds,
         )
         return self.stats
+
+    @property
+    def in_flight(self) -> int:
+        """Messages polled and handed to the writer thread, not yet committed (stats counts those)."""
+        return self._handed_over - self.stats.messages
 
     def partition_positions(self) -> dict[TopicPartition, tuple[int, int | None]]:
         """(next offset to read, high watermark of the last fetch or None) per assigned partition; for

@@ -23,7 +23,7 @@ class ExtractProgress(ExtractObserver):
         self._lock = threading.Lock()
 
     def on_poll(self, extractor: KafkaExtractor) -> None:
-        remaining = sum(
+        remaining = extractor.in_flight + sum(
             max(highwater - position, 0)
             for position, highwater in extractor.partition_positions().values()
             if highwater is not None
