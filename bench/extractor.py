@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from bench import cpu
 from bench.harness import Harness, Run, log
 from bench.report import fmt
 
 
 def measure(harness: Harness, database: str, topic: str, expect: int) -> dict[str, object]:
+    before = cpu.snapshot(harness.broker_pid)
     result = extract_jobs(harness, database, topic, "bench-extract-1", expect)
+    result.update(cpu.per_message(before, cpu.snapshot(harness.broker_pid), result["cpu_seconds"], expect))
     log(f"(2) extractor: {fmt(result['steady_rate'])} msg/s steady, {result['wall_seconds']:.1f}s wall")
+    bound = result["cpu_bound_rate"]
+    log(f"(2c) CPU per message (us): {result['cpu_us_per_message']}; every core busy at {fmt(bound)} msg/s")
     return result
 
 
@@ -41,6 +46,7 @@ def drain_result(harness: Harness, run: Run, database: str, topic: str, expect: 
         "steady_seconds": steady,
         "steady_rate": messages / steady if steady else None,
         "max_rss_mb": run.max_rss_mb,
+        "cpu_seconds": run.cpu_seconds,
     }
 
 

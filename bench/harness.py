@@ -55,6 +55,7 @@ class Run:
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system, from wait4
 
 
 def run_child(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
@@ -73,6 +74,7 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
         usage.ru_maxrss / 1024,
         out_path.read_text(errors="replace"),
         err_path.read_text(errors="replace"),
+        usage.ru_utime + usage.ru_stime,
     )
 
 
@@ -146,6 +148,7 @@ class Harness:
         self.config = config
         self.base = Settings.from_env()
         self.broker = ""
+        self.broker_pid: int | None = None
         self.databases: list[str] = []
 
     # connection helpers
@@ -213,6 +216,7 @@ class Harness:
         port = embedded.free_port()
         process = embedded.start_tansu(port, RUN_DIR / "tansu.log")
         self.broker = f"127.0.0.1:{port}"
+        self.broker_pid = process.pid
         log(f"Tansu broker on {self.broker} (pid {process.pid}, memory storage)")
         try:
             yield

@@ -236,6 +236,15 @@ def table(report: dict[str, object]) -> str:
             "extractor -> raw.jobs (1 process)",
             f"{fmt(ext['steady_rate'])} msg/s steady, {fmt(ext['wall_rate'])} wall",
         )
+        if ext.get("cpu_bound_rate"):
+            us, share = ext["cpu_us_per_message"], (ext["steady_rate"] or ext["wall_rate"]) / ext["cpu_bound_rate"]
+            add(
+                "2c",
+                "CPU per message: extractor + Postgres + broker",
+                f"{us['extractor']:.1f} + {us['postgres']:.1f} + {us['broker']:.1f} us"
+                f" = {ext['cpu_us_per_message_total']:.1f} us: {ext['cores']} cores busy at"
+                f" {fmt(ext['cpu_bound_rate'])} msg/s; (2) = {share:.2f} of it",
+            )
     if "2_raw_storage" in r:
         st = r["2_raw_storage"]
         add(
