@@ -25,6 +25,7 @@ from extract.core import db, kafka_probe
 from extract.core.settings import Settings
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing import kafka_records  # noqa: F401 - reads non-UTF-8 header keys, unreadable batches
+from extract.landing.partition_ends import partition_ends
 from extract.landing.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
 from extract.landing.topic_identity import (
     METADATA_MAX_AGE_MS,
@@ -32,14 +33,11 @@ from extract.landing.topic_identity import (
     recreated_error,
     refresh_metadata,
 )
+from extract.landing.until_end import GroupStalled, UntilEnd
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# A member left with no partitions waits this long for a rebalance to hand it some before `--until-end`
-# calls it done: a group leader that lacks metadata for another member's topic first assigns it nothing.
-EMPTY_ASSIGNMENT_GRACE_S = 8.0
 
 # kafka-python (3.0.12) busy-loops inside poll() while a broker holds a request without answering (a
 # frozen or partitioned broker): poll caps its wait by the heartbeat deadline, which is then overdue, i.e. 0.
@@ -157,10 +155,8 @@ class KafkaExtractor:
         self._conn: psycopg.Connection | None = None
         self._consumer: KafkaConsumer | None = None
         self._topic_ids: dict[str, str | None] = {}
-        self._targets: dict[TopicPartition, int] = {}
-        self._confirmed: set[TopicPartition] = set()
         self._assigned_once = False
-        self._assigned_at = 0.0
+        self._until_end: UntilEnd | None = None
         self._spinning = False
         # Set on kafka-python's IO thread when an assignment brings a topic with a new id; raised by run().
         self._recreated: str | None = None
@@ -263,11 +259,10 @@ class KafkaExtractor:
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned_once = True
-        self._assigned_at = time.monotonic()
         # This runs on kafka-python's IO thread, where blocking Kafka calls are not allowed:
         # the drain targets of these partitions are looked up from the main loop instead.
-        self._targets = {}
-        self._confirmed = set()
+        if self._until_end is not None:
+            self._until_end.reassigned()
         if not assigned:
             log.info("no partitions assigned to this member")
             return
@@ -279,8 +274,7 @@ class KafkaExtractor:
             consumer.pause(*assigned)
             return
         offsets = self._with_db_retry(
-            "reading stored offsets",
-            lambda conn: stored_offsets(conn, [(tp.topic, tp.partition) for tp in assigned]),
+            "reading stored offsets", lambda conn: stored_offsets(conn, {tp.topic for tp in assigned})
         )
         for tp in sorted(assigned):
             if (tp.topic, tp.partition) in offsets:
@@ -309,32 +303,16 @@ class KafkaExtractor:
             )
 
     def _drained(self) -> bool:
-        """True when every assigned partition has reached the end it had when this run began.
+        """`--until-end` is done: this member's partitions and the group's others reached their ends."""
+        assert self._consumer is not None and self._until_end is not None
+        try:
+            return self._assigned_once and self._until_end.drained(self._consumer, self._group_offsets)
+        except GroupStalled as error:
+            raise ExtractError(str(error)) from None
 
-        That end is the larger of the listed end offset and the first high watermark a fetch reports:
-        some Kafka-compatible brokers (Tansu) list a stale end offset, while fetch responses carry the
-        real one. Later watermarks do not move it, so a busy topic still lets `--until-end` finish."""
-        consumer = self._consumer
-        assert consumer is not None
-        if not self._assigned_once:
-            return False
-        assignment = consumer.assignment()
-        if not assignment:
-            return time.monotonic() - self._assigned_at >= EMPTY_ASSIGNMENT_GRACE_S
-        unlisted = [tp for tp in assignment if tp not in self._targets]
-        if unlisted:
-            self._targets.update(consumer.end_offsets(unlisted))
-        for tp in assignment:
-            self._check_not_beyond_end(tp)
-            if tp not in self._confirmed:
-                highwater = consumer.highwater(tp)
-                if highwater is None:
-                    return False
-                self._targets[tp] = max(self._targets.get(tp, 0), highwater)
-                self._confirmed.add(tp)
-            if consumer.position(tp) < self._targets[tp]:
-                return False
-        return True
+    def _group_offsets(self) -> dict[tuple[str, int], int]:
+        group, topics = self.settings.kafka_group_id, self.tables
+        return self._with_db_retry("reading the group's offsets", lambda conn: stored_offsets(conn, topics, group))
 
     def _commit_to_kafka(self, result: BatchResult) -> None:
         consumer = self._consumer
@@ -381,6 +359,9 @@ class KafkaExtractor:
         try:
             self._check_topic_ids()
             self._consumer = self._make_consumer()
+            if until_end:
+                ends = partition_ends(self.settings, self.tables, self.stop)
+                self._until_end = UntilEnd(ends, self.settings.group_stall_s)
             group = self.settings.kafka_group_id
             self._consumer.subscribe(sorted(self.tables), listener=_SeekToStoredOffsets(self))
             log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
@@ -410,12 +391,11 @@ class KafkaExtractor:
                     log.debug("batch of %d messages, %d new", result.messages, result.inserted)
                     notify(self.observers, "on_batch", self, polled, result, time.perf_counter() - began)
                 notify(self.observers, "on_poll", self)
-                if until_end:
-                    if self._drained():
-                        break
-                elif self._assigned_once:
+                if self._assigned_once:
                     for tp in self._consumer.assignment():
                         self._check_not_beyond_end(tp)
+                if until_end and self._drained():
+                    break
         except BaseException as error:
             failure = error
             raise

@@ -236,16 +236,16 @@ def _insert(cur: psycopg.Cursor, table: str, topic: str, *, json_refused: bool) 
     return cur.rowcount
 
 
-def stored_offsets(conn: psycopg.Connection, positions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """The next offset to read for each (topic, partition) that has one stored."""
-    positions = list(positions)
-    topics, partitions = zip(*positions, strict=True) if positions else ((), ())
+def stored_offsets(
+    conn: psycopg.Connection, topics: Iterable[str], group: str | None = None
+) -> dict[tuple[str, int], int]:
+    """The next offset to read for each partition of `topics` that has one stored; with `group`, also for every
+    other partition that group landed last: how far the group has come, for a member waiting for it."""
     with conn.transaction():
         rows = conn.execute(
-            "select o.kafka_topic, o.kafka_partition, o.next_offset from raw.kafka_offsets as o"
-            " join unnest(%s::text[], %s::integer[]) as p (kafka_topic, kafka_partition)"
-            " using (kafka_topic, kafka_partition)",
-            (list(topics), list(partitions)),
+            "select kafka_topic, kafka_partition, next_offset from raw.kafka_offsets"
+            " where kafka_topic = any(%s) or consumer_group = %s",
+            (list(topics), group),
         ).fetchall()
     return {(topic, partition): offset for topic, partition, offset in rows}
 
