@@ -26,7 +26,7 @@ from extract.core.settings import Settings
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing import kafka_records  # noqa: F401 - reads non-UTF-8 header keys, unreadable batches
 from extract.landing.partition_ends import partition_ends
-from extract.landing.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
+from extract.landing.raw_sink import BatchResult, store_skipped_offsets, stored_offsets, stored_topic_ids, write_batch
 from extract.landing.topic_identity import (
     METADATA_MAX_AGE_MS,
     changed_topic_id,
@@ -156,6 +156,7 @@ class KafkaExtractor:
         self._consumer: KafkaConsumer | None = None
         self._topic_ids: dict[str, str | None] = {}
         self._assigned_once = False
+        self._stored: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset stored, as known here
         self._until_end: UntilEnd | None = None
         self._spinning = False
         # Set on kafka-python's IO thread when an assignment brings a topic with a new id; raised by run().
@@ -276,6 +277,7 @@ class KafkaExtractor:
         offsets = self._with_db_retry(
             "reading stored offsets", lambda conn: stored_offsets(conn, {tp.topic for tp in assigned})
         )
+        self._stored.update({(tp.topic, tp.partition): offsets.get((tp.topic, tp.partition), 0) for tp in assigned})
         for tp in sorted(assigned):
             if (tp.topic, tp.partition) in offsets:
                 consumer.seek(tp, offsets[(tp.topic, tp.partition)])
@@ -314,12 +316,28 @@ class KafkaExtractor:
         group, topics = self.settings.kafka_group_id, self.tables
         return self._with_db_retry("reading the group's offsets", lambda conn: stored_offsets(conn, topics, group))
 
-    def _commit_to_kafka(self, result: BatchResult) -> None:
+    def _store_skipped_offsets(self) -> None:
+        """Store the position of each assigned partition whose consumer passed offsets that hold no message
+        (transaction markers) since the offset stored last: members waiting for the group compare stored
+        offsets with the partitions' ends. Called only when every message polled so far has landed."""
+        assert self._consumer is not None
+        ahead = {
+            (tp.topic, tp.partition): position
+            for tp in self._consumer.assignment()
+            if (position := self._consumer.position(tp)) > self._stored.get((tp.topic, tp.partition), 0)
+        }
+        if ahead:
+            group, ids = self.settings.kafka_group_id, self._topic_ids
+            self._with_db_retry("storing offsets", lambda conn: store_skipped_offsets(conn, group, ahead, ids))
+            self._stored.update(ahead)
+            self._commit_to_kafka(ahead)
+
+    def _commit_to_kafka(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         consumer = self._consumer
         assert consumer is not None
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-            for (topic, partition), offset in result.next_offsets.items()
+            for (topic, partition), offset in next_offsets.items()
         }
         try:
             consumer.commit_async(offsets)
@@ -387,14 +405,18 @@ class KafkaExtractor:
                         lambda conn, batch=messages: write_batch(conn, group, batch, self.tables, self._topic_ids),
                     )
                     self.stats.add(result)
-                    self._commit_to_kafka(result)
+                    self._stored.update(result.next_offsets)
+                    self._commit_to_kafka(result.next_offsets)
                     log.debug("batch of %d messages, %d new", result.messages, result.inserted)
                     notify(self.observers, "on_batch", self, polled, result, time.perf_counter() - began)
+                else:
+                    self._store_skipped_offsets()
                 notify(self.observers, "on_poll", self)
                 if self._assigned_once:
                     for tp in self._consumer.assignment():
                         self._check_not_beyond_end(tp)
                 if until_end and self._drained():
+                    self._store_skipped_offsets()  # what the others wait for, before leaving the group
                     break
         except BaseException as error:
             failure = error

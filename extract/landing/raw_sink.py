@@ -236,6 +236,25 @@ def _insert(cur: psycopg.Cursor, table: str, topic: str, *, json_refused: bool) 
     return cur.rowcount
 
 
+def store_skipped_offsets(
+    conn: psycopg.Connection,
+    group: str,
+    next_offsets: Mapping[tuple[str, int], int],
+    topic_ids: Mapping[str, str | None],
+) -> None:
+    """Move stored offsets up past offsets that hold no message: transaction markers, and aborted messages
+    with read_committed. The caller's consumer passed them after every message below them had landed, so
+    every message below the new offset has landed too, and the offsets compare with the partitions' ends."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            _UPSERT_OFFSET,
+            [
+                (topic, partition, offset, topic_ids.get(topic), group)
+                for (topic, partition), offset in sorted(next_offsets.items())
+            ],
+        )
+
+
 def stored_offsets(
     conn: psycopg.Connection, topics: Iterable[str], group: str | None = None
 ) -> dict[tuple[str, int], int]:

@@ -2,7 +2,8 @@
 it had when the member started, Postgres being the record, not when the member's own partitions are drained.
 
 A member knows the partitions assigned to it by their position; the others by the next offset stored in
-raw.kafka_offsets, which moves in the transaction that lands the rows. It stays in the group, polling (cheap),
+raw.kafka_offsets, which moves in the transaction that lands the rows (and past transaction markers, which
+hold no message, once the consumer passed them). It stays in the group, polling (cheap),
 until every partition has reached its end, so no member leaves while another still works: a member leaving
 makes the group rebalance, and Tansu was seen to take the partition of the member still at work and never hand
 it back. A member that gets no partition (a group leader that lacks metadata for its topic first assigns it

@@ -158,3 +158,37 @@ def test_until_end_members_end_beside_a_service_member(settings: Settings, pg: p
         "select count(*), count(distinct (kafka_partition, kafka_offset)) from raw.jobs"
     ).fetchone()
     assert count == distinct == total
+
+
+def test_members_end_on_a_topic_whose_partitions_end_with_transaction_markers(
+    settings: Settings, pg: psycopg.Connection
+) -> None:
+    """A commit marker after a partition's last message takes the end offset: each member stores it once its
+    consumer passed it, else the others, comparing stored offsets with the ends, would wait until they stall."""
+    ensure_topic(settings, partitions=2)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, transactional_id=settings.kafka_topic)
+    producer.init_transactions()
+    producer.begin_transaction()
+    for partition in (0, 1):
+        for i in range(50):
+            producer.send(settings.kafka_topic, partition=partition, value=f'{{"p": {partition}, "n": {i}}}'.encode())
+    producer.commit_transaction()
+    producer.close()
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            KafkaExtractor(dataclasses.replace(settings, group_stall_s=5.0)).run(until_end=True)
+        except BaseException as error:
+            errors.append(error)
+
+    members = [threading.Thread(target=drain) for _ in range(2)]
+    for member in members:
+        member.start()
+    for member in members:
+        member.join(MEMBER_TIMEOUT_S)
+    assert not any(member.is_alive() for member in members)
+    assert errors == []
+    assert pg.execute("select count(*) from raw.jobs").fetchone()[0] == 100
+    # 50 messages, then the commit marker at offset 50
+    assert dict(pg.execute("select kafka_partition, next_offset from raw.kafka_offsets").fetchall()) == {0: 51, 1: 51}
