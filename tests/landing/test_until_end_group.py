@@ -37,10 +37,20 @@ def produce_per_partition(settings: Settings, sizes: dict[int, int]) -> None:
     producer.close()
 
 
+def landed(pg: psycopg.Connection) -> int:
+    """Messages the group has landed: the sum of the stored next offsets (0 before the schema exists)."""
+    if not pg.execute("select to_regclass('raw.kafka_offsets') is not null").fetchone()[0]:
+        return 0
+    return pg.execute("select coalesce(sum(next_offset), 0) from raw.kafka_offsets").fetchone()[0]
+
+
 def test_members_of_one_group_all_end_and_land_every_message_once(
     settings: Settings, pg: psycopg.Connection, tmp_path: Path
 ) -> None:
+    """Three `jobs --until-end` processes of one group (bench item 8): none ends before the group has landed
+    everything, so none leaves while another drains, and all of them end."""
     produce_per_partition(settings, SIZES)
+    total = sum(SIZES.values())
     logs = [tmp_path / f"member-{i}.log" for i in range(len(SIZES))]
     members = []
     for log_path in logs:
@@ -48,31 +58,33 @@ def test_members_of_one_group_all_end_and_land_every_message_once(
             members.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "extract", "jobs", "--until-end"],
-                    # Small batches: the big partition takes many polls, so the others finish while it is at work.
-                    env=env_for(settings) | {},
+                    env=env_for(settings),
                     cwd=ROOT,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                 )
             )
-    hung = []
-    for index, member in enumerate(members):
-        try:
-            member.wait(MEMBER_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            hung.append(index)
+    landed_when_ended: dict[int, int] = {}
+    deadline = time.monotonic() + MEMBER_TIMEOUT_S
+    while len(landed_when_ended) < len(members) and time.monotonic() < deadline:
+        for index, member in enumerate(members):
+            if index not in landed_when_ended and member.poll() is not None:
+                landed_when_ended[index] = landed(pg)
+        time.sleep(0.05)
+    hung = [index for index in range(len(members)) if index not in landed_when_ended]
     for index in hung:
         members[index].kill()
         members[index].wait(10)
     tails = "\n".join(f"--- member {i}:\n{log.read_text()[-3000:]}" for i, log in enumerate(logs))
     assert not hung, f"members {hung} still running after {MEMBER_TIMEOUT_S}s\n{tails}"
     assert [member.returncode for member in members] == [0] * len(members), tails
+    assert landed_when_ended == dict.fromkeys(range(len(members)), total), f"landed when each ended\n{tails}"
 
     count, distinct = pg.execute(
         "select count(*), count(distinct (kafka_partition, kafka_offset)) from raw.jobs"
     ).fetchone()
-    assert count == distinct == sum(SIZES.values())
+    assert count == distinct == total
     offsets = dict(pg.execute("select kafka_partition, next_offset from raw.kafka_offsets").fetchall())
     assert offsets == SIZES
 
