@@ -160,7 +160,7 @@ class Settings:
             max_poll_records=env_int(source, "EXTRACT_MAX_POLL_RECORDS", cls.max_poll_records, minimum=1),
             poll_timeout_ms=env_int(source, "EXTRACT_POLL_TIMEOUT_MS", cls.poll_timeout_ms, minimum=1),
             db_retry_budget_s=env_float(source, "EXTRACT_DB_RETRY_BUDGET_S", cls.db_retry_budget_s),
-            group_stall_s=env_float(source, "EXTRACT_GROUP_STALL_S", cls.group_stall_s),
+            group_stall_s=env_float(source, "EXTRACT_GROUP_STALL_S", cls.group_stall_s, minimum=1.0),
             kafka_connect_timeout_s=env_float(
                 source, "KAFKA_CONNECT_TIMEOUT_S", cls.kafka_connect_timeout_s, minimum=0.1
             ),
