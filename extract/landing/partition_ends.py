@@ -47,16 +47,21 @@ def partition_ends(settings: Settings, topics: Iterable[str], stop: threading.Ev
             return {}
         consumer.assign(partitions)
         consumer.seek_to_end()
-        listed = {tp: consumer.position(tp) for tp in partitions}
+        listed: dict[TopicPartition, int] = {}
+        for tp in partitions:  # in slices, so a stop request is seen while a broker does not answer
+            while (offset := consumer.position(tp, timeout_ms=FETCH_POLL_MS)) is None:
+                if stop.is_set():
+                    return {}  # the run ends before it looks at the ends
+            listed[tp] = offset
         deadline = time.monotonic() + FETCH_WAIT_S
         try:
             while any(consumer.highwater(tp) is None for tp in partitions):
                 if stop.is_set() or time.monotonic() >= deadline:
-                    log.info("no fetch answer for every partition; their listed ends stand")
+                    log.info("no fetch answer for every partition; those without one keep their listed end")
                     break
                 consumer.poll(timeout_ms=FETCH_POLL_MS)
-        except KafkaError as error:  # the records fetched are of no interest; the watermarks so far are
-            log.info("fetching at the listed ends: %s; their listed ends stand", error)
+        except KafkaError as error:  # say a record it cannot read: only the watermarks matter here
+            log.info("fetching at the listed ends: %s; those without a watermark keep their listed end", error)
         return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in partitions}
     finally:
         consumer.close(autocommit=False)
