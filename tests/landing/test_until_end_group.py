@@ -164,6 +164,7 @@ def test_until_end_members_end_beside_a_service_member(settings: Settings, pg: p
     finally:
         service_stop.set()
         service_thread.join(60)
+    assert not service_thread.is_alive(), "the service member did not stop after the others left"
     assert errors == []
     assert landed_at_end == [total, total]
     count, distinct = pg.execute(
