@@ -14,9 +14,10 @@ def measure(harness: Harness, topic: str, total: int, one: float) -> dict[str, o
     database = harness.fresh_database("scale3")
     env = harness.env(database, topic, "bench-extract-3")
     command = [PY, "-m", "extract", "--log-format", "json", "jobs", "--until-end"]
-    # The members drain about a third each and end within seconds of one another; one still running long
-    # after the first ended never got its partition back after the rebalance (seen on Tansu): stop it, so
-    # the item fails with the reason instead of hanging the bench.
+    # The members drain about a third each and end together (`--until-end` waits for the group); one still
+    # running long after the first ended is stuck (before members waited for one another, Tansu took a
+    # partition in the rebalance when the others left and never gave it back): stop it, so the item fails
+    # with the reason instead of hanging the bench.
     wall, runs = run_children([command] * processes, env, straggler_s=max(60.0, 2 * one))
     for index, child in enumerate(runs):
         check(child, f"extractor {index + 1} of {processes}")

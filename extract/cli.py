@@ -25,7 +25,8 @@ from extract.core.settings import Settings, SettingsError
 from extract.core.sources_config import FileSource, KafkaSource, SourcesConfigError
 from extract.demo import add_parser as add_demo_parser
 from extract.landing.file_loader import FileLoadResult, FileSourceError, load_file
-from extract.landing.kafka_extractor import ExtractError, ExtractObserver, KafkaExtractor, run_kafka_sources
+from extract.landing.kafka_extractor import ExtractError, KafkaExtractor, run_kafka_sources
+from extract.landing.observers import ExtractObserver
 from extract.landing.producer import COMPRESSION_CODECS, ProduceError, ensure_topic, produce_file
 from extract.local import embedded
 from extract.local.reset import NotOwnedError
@@ -107,10 +108,8 @@ def _stop_on_signals() -> threading.Event:
 
 def _extract_observers(settings: Settings, command: str, until_end: bool) -> list[ExtractObserver]:
     """The audit row of every run, and a progress bar when draining at a terminal."""
-    observers: list[ExtractObserver] = [RunAudit(settings, command if until_end else f"{command} (service)")]
-    if until_end and progress.enabled():
-        observers.append(ExtractProgress(command))
-    return observers
+    audit = RunAudit(settings, command if until_end else f"{command} (service)")
+    return [audit, ExtractProgress(command)] if until_end and progress.enabled() else [audit]
 
 
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:

@@ -108,6 +108,10 @@ class Settings:
     max_poll_records: int = 50_000
     poll_timeout_ms: int = 1_000
     db_retry_budget_s: float = 120.0
+    # How long an `--until-end` member with nothing of its own left to land waits for the group to land the
+    # rest (extract/landing/group_drain.py) while no stored offset moves: five session timeouts (6 s each),
+    # room for a dead member's session to expire, the rebalance and the new owner's first batch.
+    group_stall_s: float = 30.0
     kafka_connect_timeout_s: float = 2.0
     sources_file: Path | None = None
     # Where `python -m extract retention` writes raw partitions past retention (one gzip file each, manifest.json).
@@ -156,6 +160,7 @@ class Settings:
             max_poll_records=env_int(source, "EXTRACT_MAX_POLL_RECORDS", cls.max_poll_records, minimum=1),
             poll_timeout_ms=env_int(source, "EXTRACT_POLL_TIMEOUT_MS", cls.poll_timeout_ms, minimum=1),
             db_retry_budget_s=env_float(source, "EXTRACT_DB_RETRY_BUDGET_S", cls.db_retry_budget_s),
+            group_stall_s=env_float(source, "EXTRACT_GROUP_STALL_S", cls.group_stall_s, minimum=1.0),
             kafka_connect_timeout_s=env_float(
                 source, "KAFKA_CONNECT_TIMEOUT_S", cls.kafka_connect_timeout_s, minimum=0.1
             ),

@@ -2,10 +2,8 @@
 
 Postgres, not Kafka, holds the offsets of record: each batch and its offsets commit in one transaction,
 and on every (re)assignment the consumer seeks to what Postgres says. Kafka's group offsets are
-committed afterwards as a courtesy to lag-monitoring tools only.
-
-Whatever watches the loop without steering it (the audit trail, metrics and health, the progress bar) is an
-ExtractObserver; an observer's failure is logged and swallowed: watching must never stop or slow the landing."""
+committed afterwards as a courtesy to lag-monitoring tools only. A batch lands on a writer thread
+(batch_writer.py) while the next one is polled; observers (observers.py) hear of it once it committed."""
 
 from __future__ import annotations
 
@@ -13,8 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -26,21 +23,20 @@ from extract.core.settings import Settings
 from extract.core.sources_config import KafkaSource, SourcesConfig
 from extract.landing import kafka_records  # noqa: F401 - reads non-UTF-8 header keys, unreadable batches
 from extract.landing.batch_writer import BatchWriter, Landed
-from extract.landing.raw_sink import BatchResult, stored_offsets, stored_topic_ids, write_batch
+from extract.landing.observers import ExtractObserver, ExtractStats, notify
+from extract.landing.partition_ends import partition_ends
+from extract.landing.raw_sink import BatchResult, store_skipped_offsets, stored_offsets, stored_topic_ids, write_batch
 from extract.landing.topic_identity import (
     METADATA_MAX_AGE_MS,
     changed_topic_id,
     recreated_error,
     refresh_metadata,
 )
+from extract.landing.until_end import GroupStalled, UntilEnd
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# A member left with no partitions waits this long for a rebalance to hand it some before `--until-end`
-# calls it done: a group leader that lacks metadata for another member's topic first assigns it nothing.
-EMPTY_ASSIGNMENT_GRACE_S = 8.0
 
 # kafka-python (3.0.12) busy-loops inside poll() while a broker holds a request without answering (a
 # frozen or partitioned broker): poll caps its wait by the heartbeat deadline, which is then overdue, i.e. 0.
@@ -60,65 +56,6 @@ def _transient(error: psycopg.Error) -> bool:
 
 class ExtractError(RuntimeError):
     """The extractor cannot go on; the message says why in one line."""
-
-
-class ExtractObserver:
-    """Every method is optional; all run on the extractor's own thread (the consumer is not thread-safe)."""
-
-    def on_start(self, extractor: KafkaExtractor, until_end: bool) -> None:
-        """The raw schema exists; the consumer is about to be created."""
-
-    def on_poll(self, extractor: KafkaExtractor) -> None:
-        """After every poll, with or without messages (and after the batch, if there was one)."""
-
-    def on_batch(
-        self,
-        extractor: KafkaExtractor,
-        polled: Mapping[TopicPartition, Sequence[Any]],
-        result: BatchResult,
-        seconds: float,
-    ) -> None:
-        """A batch and its offsets committed in Postgres; `seconds` is the write's wall time."""
-
-    def on_db_error(self, extractor: KafkaExtractor, what: str, error: BaseException) -> None:
-        """A database operation failed and will be retried (or the budget is spent). The one exception to
-        the rule above: a batch's write fails on the writer thread, and this is called there."""
-
-    def on_end(self, extractor: KafkaExtractor, error: BaseException | None) -> None:
-        """The run is over: drained, stopped by a signal (error None) or failed (the error)."""
-
-
-def notify(observers: Sequence[ExtractObserver], event: str, *args: object) -> None:
-    for observer in observers:
-        try:
-            getattr(observer, event)(*args)
-        except Exception:
-            log.warning("observer %s failed in %s; ignored", type(observer).__name__, event, exc_info=True)
-
-
-@dataclass
-class ExtractStats:
-    messages: int = 0
-    inserted: int = 0
-    payload_bytes: int = 0
-    batches: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-
-    def add(self, result: BatchResult) -> None:
-        self.messages += result.messages
-        self.inserted += result.inserted
-        self.payload_bytes += result.payload_bytes
-        self.batches += 1
-
-    def merge(self, other: ExtractStats) -> None:
-        self.messages += other.messages
-        self.inserted += other.inserted
-        self.payload_bytes += other.payload_bytes
-        self.batches += other.batches
-
-    @property
-    def seconds(self) -> float:
-        return time.monotonic() - self.started_at
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -160,10 +97,9 @@ class KafkaExtractor:
         self._conn: psycopg.Connection | None = None
         self._consumer: KafkaConsumer | None = None
         self._topic_ids: dict[str, str | None] = {}
-        self._targets: dict[TopicPartition, int] = {}
-        self._confirmed: set[TopicPartition] = set()
         self._assigned_once = False
-        self._assigned_at = 0.0
+        self._stored: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset stored, as known here
+        self._until_end: UntilEnd | None = None
         self._spinning = False
         self._writer: BatchWriter | None = None
         self._handed_over = 0
@@ -268,11 +204,10 @@ class KafkaExtractor:
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned_once = True
-        self._assigned_at = time.monotonic()
         # This runs on kafka-python's IO thread, where blocking Kafka calls are not allowed:
         # the drain targets of these partitions are looked up from the main loop instead.
-        self._targets = {}
-        self._confirmed = set()
+        if self._until_end is not None:
+            self._until_end.reassigned()
         if not assigned:
             log.info("no partitions assigned to this member")
             return
@@ -286,9 +221,9 @@ class KafkaExtractor:
             consumer.pause(*assigned)
             return
         offsets = self._with_db_retry(
-            "reading stored offsets",
-            lambda conn: stored_offsets(conn, [(tp.topic, tp.partition) for tp in assigned]),
+            "reading stored offsets", lambda conn: stored_offsets(conn, {tp.topic for tp in assigned})
         )
+        self._stored.update({(tp.topic, tp.partition): offsets.get((tp.topic, tp.partition), 0) for tp in assigned})
         for tp in sorted(assigned):
             if (tp.topic, tp.partition) in offsets:
                 consumer.seek(tp, offsets[(tp.topic, tp.partition)])
@@ -316,39 +251,40 @@ class KafkaExtractor:
             )
 
     def _drained(self) -> bool:
-        """True when every assigned partition has reached the end it had when this run began.
+        """`--until-end` is done: this member's partitions and the group's others reached their ends."""
+        assert self._consumer is not None and self._until_end is not None
+        try:
+            return self._assigned_once and self._until_end.drained(self._consumer, self._group_offsets)
+        except GroupStalled as error:
+            raise ExtractError(str(error)) from None
 
-        That end is the larger of the listed end offset and the first high watermark a fetch reports:
-        some Kafka-compatible brokers (Tansu) list a stale end offset, while fetch responses carry the
-        real one. Later watermarks do not move it, so a busy topic still lets `--until-end` finish."""
-        consumer = self._consumer
-        assert consumer is not None
-        if not self._assigned_once:
-            return False
-        assignment = consumer.assignment()
-        if not assignment:
-            return time.monotonic() - self._assigned_at >= EMPTY_ASSIGNMENT_GRACE_S
-        unlisted = [tp for tp in assignment if tp not in self._targets]
-        if unlisted:
-            self._targets.update(consumer.end_offsets(unlisted))
-        for tp in assignment:
-            self._check_not_beyond_end(tp)
-            if tp not in self._confirmed:
-                highwater = consumer.highwater(tp)
-                if highwater is None:
-                    return False
-                self._targets[tp] = max(self._targets.get(tp, 0), highwater)
-                self._confirmed.add(tp)
-            if consumer.position(tp) < self._targets[tp]:
-                return False
-        return True
+    def _group_offsets(self) -> dict[tuple[str, int], int]:
+        self.writer_wait()  # the connection is the writer's while a batch is in flight
+        group, topics = self.settings.kafka_group_id, self.tables
+        return self._with_db_retry("reading the group's offsets", lambda conn: stored_offsets(conn, topics, group))
 
-    def _commit_to_kafka(self, result: BatchResult) -> None:
+    def _store_skipped_offsets(self) -> None:
+        """Store the position of each assigned partition whose consumer passed offsets that hold no message
+        (transaction markers) since the offset stored last: members waiting for the group compare stored
+        offsets with the partitions' ends. Called only when every message polled so far has landed."""
+        assert self._consumer is not None
+        ahead = {
+            (tp.topic, tp.partition): position
+            for tp in self._consumer.assignment()
+            if (position := self._consumer.position(tp)) > self._stored.get((tp.topic, tp.partition), 0)
+        }
+        if ahead:
+            group, ids = self.settings.kafka_group_id, self._topic_ids
+            self._with_db_retry("storing offsets", lambda conn: store_skipped_offsets(conn, group, ahead, ids))
+            self._stored.update(ahead)
+            self._commit_to_kafka(ahead)
+
+    def _commit_to_kafka(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         consumer = self._consumer
         assert consumer is not None
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-            for (topic, partition), offset in result.next_offsets.items()
+            for (topic, partition), offset in next_offsets.items()
         }
         try:
             consumer.commit_async(offsets)
@@ -381,6 +317,22 @@ class KafkaExtractor:
             if polled or time.monotonic() >= deadline or self.stop.is_set():
                 return polled
 
+    def _checked_poll(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """A poll, and the checks every poll needs: a position past the partition's end, or an assignment or
+        a metadata update that brought a topic with a new id, stops the run before anything is written."""
+        try:
+            polled = self._poll()
+        except OffsetOutOfRangeError as error:
+            out_of_range = error.args[0] if error.args and isinstance(error.args[0], dict) else self.tables
+            topics = sorted({getattr(tp, "topic", tp) for tp in out_of_range})
+            raise ExtractError(
+                recreated_error(", ".join(topics), "an offset stored in Postgres is beyond its end")
+            ) from error
+        recreated = self._recreated or self._changed_topic_id(self.tables)
+        if recreated:
+            raise ExtractError(recreated)
+        return polled
+
     def writer_wait(self) -> None:
         """Block until the batch in flight, if any, has committed or failed (its error waits for run())."""
         if self._writer is not None:
@@ -396,7 +348,8 @@ class KafkaExtractor:
     def _report(self, landed: Sequence[Landed]) -> None:
         for batch in landed:
             self.stats.add(batch.result)
-            self._commit_to_kafka(batch.result)
+            self._stored.update(batch.result.next_offsets)
+            self._commit_to_kafka(batch.result.next_offsets)
             log.debug("batch of %d messages, %d new", batch.result.messages, batch.result.inserted)
             notify(self.observers, "on_batch", self, batch.polled, batch.result, batch.seconds)
 
@@ -409,37 +362,34 @@ class KafkaExtractor:
         try:
             self._check_topic_ids()
             self._consumer = self._make_consumer()
+            if until_end:
+                ends = partition_ends(self.settings, self.tables, self.stop)
+                self._until_end = UntilEnd(ends, self.settings.group_stall_s)
             group = self.settings.kafka_group_id
             self._consumer.subscribe(sorted(self.tables), listener=_SeekToStoredOffsets(self))
             log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
             while not self.stop.is_set():
-                try:
-                    polled = self._poll()
-                except OffsetOutOfRangeError as error:
-                    out_of_range = error.args[0] if error.args and isinstance(error.args[0], dict) else self.tables
-                    topics = sorted({getattr(tp, "topic", tp) for tp in out_of_range})
-                    raise ExtractError(
-                        recreated_error(", ".join(topics), "an offset stored in Postgres is beyond its end")
-                    ) from error
-                # Every poll: an assignment or a metadata update may have brought a topic with a new id.
-                recreated = self._recreated or self._changed_topic_id(self.tables)
-                if recreated:
-                    raise ExtractError(recreated)
+                polled = self._checked_poll()
                 messages = [message for batch in polled.values() for message in batch]
                 if messages:
                     self._check_topic_ids_after_fetch()
                     writer.submit(polled, messages)  # lands while the next poll runs
                     self._handed_over += len(messages)
-                self._report(writer.landed())
+                    self._report(writer.landed())
+                else:
+                    # Nothing polled: the batch in flight commits first, so no offset is stored past its rows.
+                    self._report(writer.landed(wait=True))
+                    self._store_skipped_offsets()
                 notify(self.observers, "on_poll", self)
-                if until_end:
-                    if self._drained():
-                        break
-                elif self._assigned_once:
+                if self._assigned_once:
                     for tp in self._consumer.assignment():
                         self._check_not_beyond_end(tp)
+                if until_end and self._drained():
+                    self._report(writer.landed(wait=True))
+                    self._store_skipped_offsets()  # what the others wait for, before leaving the group
+                    break
             self._report(writer.landed(wait=True))
-            notify(self.observers, "on_poll", self)  # what they saw last had a batch in flight
+            notify(self.observers, "on_poll", self)  # what they saw last may have had a batch in flight
         except BaseException as error:
             failure = error
             raise
@@ -457,6 +407,11 @@ class KafkaExtractor:
             self.stats.seconds,
         )
         return self.stats
+
+    @property
+    def joined(self) -> bool:
+        """Whether the group has assigned this member partitions (or none) at least once."""
+        return self._assigned_once
 
     @property
     def in_flight(self) -> int:

@@ -188,16 +188,35 @@ def _insert(cur: psycopg.Cursor, table: str, topic: str, *, json_refused: bool) 
     return cur.rowcount
 
 
-def stored_offsets(conn: psycopg.Connection, positions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """The next offset to read for each (topic, partition) that has one stored."""
-    positions = list(positions)
-    topics, partitions = zip(*positions, strict=True) if positions else ((), ())
+def store_skipped_offsets(
+    conn: psycopg.Connection,
+    group: str,
+    next_offsets: Mapping[tuple[str, int], int],
+    topic_ids: Mapping[str, str | None],
+) -> None:
+    """Move stored offsets up past offsets that hold no message: transaction markers, and aborted messages
+    with read_committed. The caller's consumer passed them after every message below them had landed, so
+    every message below the new offset has landed too, and the offsets compare with the partitions' ends."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            _UPSERT_OFFSET,
+            [
+                (topic, partition, offset, topic_ids.get(topic), group)
+                for (topic, partition), offset in sorted(next_offsets.items())
+            ],
+        )
+
+
+def stored_offsets(
+    conn: psycopg.Connection, topics: Iterable[str], group: str | None = None
+) -> dict[tuple[str, int], int]:
+    """The next offset to read for each partition of `topics` that has one stored; with `group`, also for every
+    other partition that group landed last: how far the group has come, for a member waiting for it."""
     with conn.transaction():
         rows = conn.execute(
-            "select o.kafka_topic, o.kafka_partition, o.next_offset from raw.kafka_offsets as o"
-            " join unnest(%s::text[], %s::integer[]) as p (kafka_topic, kafka_partition)"
-            " using (kafka_topic, kafka_partition)",
-            (list(topics), list(partitions)),
+            "select kafka_topic, kafka_partition, next_offset from raw.kafka_offsets"
+            " where kafka_topic = any(%s) or consumer_group = %s",
+            (list(topics), group),
         ).fetchall()
     return {(topic, partition): offset for topic, partition, offset in rows}
 

@@ -23,7 +23,7 @@ import psycopg
 
 from extract.core import db
 from extract.core.settings import Settings
-from extract.landing.kafka_extractor import ExtractObserver
+from extract.landing.observers import ExtractObserver
 
 if TYPE_CHECKING:
     from kafka import TopicPartition

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from extract.core.settings import Settings
-from extract.landing.kafka_extractor import ExtractObserver
+from extract.landing.observers import ExtractObserver
 
 if TYPE_CHECKING:
     from extract.landing.kafka_extractor import KafkaExtractor
@@ -61,7 +61,7 @@ class Health(ExtractObserver):
 
     def on_poll(self, extractor: KafkaExtractor) -> None:
         self.last_poll = self.clock()
-        self.joined = self.joined or extractor._assigned_once
+        self.joined = self.joined or extractor.joined
         self.assigned = [f"{tp.topic}[{tp.partition}]" for tp in sorted(extractor.partition_positions())]
         self.broker_answered[id(extractor)] = extractor.broker_answered_at()
 

@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from extract.core.progress import Bar
-from extract.landing.kafka_extractor import ExtractObserver
+from extract.landing.observers import ExtractObserver
 
 if TYPE_CHECKING:
     from extract.landing.kafka_extractor import KafkaExtractor

@@ -42,7 +42,7 @@ from psycopg import sql
 from extract.core import db
 from extract.core.settings import Settings, env_float, env_int
 from extract.core.sources_config import KafkaSource, SourcesConfig
-from extract.landing.kafka_extractor import ExtractObserver
+from extract.landing.observers import ExtractObserver
 from extract.operations.build_trigger import NewRows, selection
 from extract.operations.dbt_build import BuildResult, Dbt, Unchanged, build_locked, rule_change_message
 from extract.operations.dbt_runner import dbt_lock

@@ -65,6 +65,7 @@ CASES = [
     ("retry-budget-nan", {"EXTRACT_DB_RETRY_BUDGET_S": "nan"}, "EXTRACT_DB_RETRY_BUDGET_S"),
     ("retry-budget-inf", {"EXTRACT_DB_RETRY_BUDGET_S": "inf"}, "EXTRACT_DB_RETRY_BUDGET_S"),
     ("poll-timeout-negative", {"EXTRACT_POLL_TIMEOUT_MS": "-1"}, "EXTRACT_POLL_TIMEOUT_MS"),
+    ("group-stall-zero", {"EXTRACT_GROUP_STALL_S": "0"}, "EXTRACT_GROUP_STALL_S"),
     ("bootstrap-without-port", {"KAFKA_BOOTSTRAP_SERVERS": "localhost"}, "KAFKA_BOOTSTRAP_SERVERS"),
     ("unknown-protocol", {"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
     ("lower-case-sasl-ssl-without-credentials", {"KAFKA_SECURITY_PROTOCOL": "sasl_ssl"}, "KAFKA_SASL_USERNAME"),
