@@ -342,7 +342,8 @@ class KafkaExtractor:
         """On the writer thread: one batch and its offsets, in one transaction, retried on a lost connection."""
         group = self.settings.kafka_group_id
         return self._with_db_retry(
-            "writing a batch", lambda conn: write_batch(conn, group, messages, self.tables, self._topic_ids)
+            "writing a batch",
+            lambda conn: write_batch(conn, group, messages, self.tables, self._topic_ids, in_order=True),
         )
 
     def _report(self, landed: Sequence[Landed]) -> None:
@@ -370,7 +371,8 @@ class KafkaExtractor:
             log.info("consuming %s as group %r (until_end=%s)", ", ".join(sorted(self.tables)), group, until_end)
             while not self.stop.is_set():
                 polled = self._checked_poll()
-                messages = [message for batch in polled.values() for message in batch]
+                # by partition, each in offset order as polled: the writer need not sort them
+                messages = [message for tp in sorted(polled) for message in polled[tp]]
                 if messages:
                     self._check_topic_ids_after_fetch()
                     writer.submit(polled, messages)  # lands while the next poll runs

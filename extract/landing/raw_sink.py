@@ -111,10 +111,14 @@ def write_batch(
     messages: Sequence[Message],
     tables: Mapping[str, str],
     topic_ids: Mapping[str, str | None],
+    *,
+    in_order: bool = False,
 ) -> BatchResult:
-    """Land `messages` in the raw table of their topic (`tables`: topic -> raw.table) with their offsets."""
+    """Land `messages` in the raw table of their topic (`tables`: topic -> raw.table) with their offsets.
+    `in_order`: the caller hands them in (topic, partition, offset) order already, as a consumer's poll
+    flattened by partition is, so they need no sort."""
     # Rows go in (topic, partition, offset) order, so load_seq follows Kafka order within a partition.
-    ordered = sorted(messages, key=_POSITION)
+    ordered = messages if in_order else sorted(messages, key=_POSITION)
     # in offset order, each partition's last message sets its next offset
     next_offsets = {(message.topic, message.partition): message.offset + 1 for message in ordered}
     payload_bytes = sum(len(message.value or b"") + len(message.key or b"") for message in ordered)
