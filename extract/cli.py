@@ -1,4 +1,8 @@
-"""`python -m extract`: generate, produce, land and look at the data. Run with --help."""
+"""`python -m extract`: generate, produce, land and look at the data. Run with --help.
+
+The module runs over 500 lines because it is the whole command line in one place: each subcommand's parser
+next to its handler, each handler a few lines that call into operations/, landing/ or local/ and print the
+outcome."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from extract.core.sources_config import FileSource, KafkaSource, SourcesConfigEr
 from extract.demo import add_parser as add_demo_parser
 from extract.landing.file_loader import FileLoadResult, FileSourceError, load_file
 from extract.landing.kafka_extractor import ExtractError, KafkaExtractor, run_kafka_sources
+from extract.landing.members import MAX_PROCESSES, landed_line, run_members
 from extract.landing.observers import ExtractObserver
 from extract.landing.producer import COMPRESSION_CODECS, ProduceError, ensure_topic, produce_file
 from extract.local import embedded
@@ -115,7 +120,7 @@ def _extract_observers(settings: Settings, command: str, until_end: bool) -> lis
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     observers = _extract_observers(settings, "jobs", args.until_end)
     stats = KafkaExtractor(settings, stop=_stop_on_signals(), observers=observers).run(until_end=args.until_end)
-    print(f"landed {stats.inserted} new of {stats.messages} messages from {settings.kafka_topic!r}")
+    print(landed_line(stats.inserted, stats.messages, repr(settings.kafka_topic)))
     return 0
 
 
@@ -138,7 +143,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 failures += 1
                 print(f"error: source {source.name}: {error}", file=sys.stderr)
     kafka_sources = [source for source in selected if isinstance(source, KafkaSource)]
-    if kafka_sources:
+    topics = ", ".join(source.topic for source in kafka_sources)
+    if kafka_sources and args.processes > 1:
+        member_args = [*_logging_args(args), "run", "--kind", "kafka", *(["--until-end"] if args.until_end else [])]
+        members = run_members(
+            args.processes,
+            [*member_args, *(source.name for source in kafka_sources)],
+            until_end=args.until_end,
+            stop=_stop_on_signals(),
+        )
+        for failure in members.failures:
+            print(f"error: {failure}", file=sys.stderr)
+        print(f"{landed_line(members.inserted, members.messages, topics)} ({args.processes} processes)")
+        failures += len(members.failures)
+    elif kafka_sources:
         stats = run_kafka_sources(
             settings,
             kafka_sources,
@@ -147,9 +165,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             config=config,
             observers=_extract_observers(settings, "run", args.until_end),
         )
-        topics = ", ".join(source.topic for source in kafka_sources)
-        print(f"landed {stats.inserted} new of {stats.messages} messages from {topics}")
+        print(landed_line(stats.inserted, stats.messages, topics))
     return 1 if failures else 0
+
+
+def _logging_args(args: argparse.Namespace) -> list[str]:
+    return ["--log-level", args.log_level, "--log-format", args.log_format]
+
+
+def _processes(text: str) -> int:
+    number = int(text)
+    if not 1 <= number <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"between 1 and {MAX_PROCESSES}")
+    return number
 
 
 def _topics(_args: argparse.Namespace, settings: Settings) -> int:
@@ -362,6 +390,14 @@ def _add_landing_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("sources", nargs="*", metavar="SOURCE", help="source names (default: all)")
     run.add_argument("--until-end", action="store_true", help="drain the topics to their current end, then exit")
     run.add_argument("--kind", choices=["file", "kafka"], help="only the sources of this kind (default: both)")
+    run.add_argument(
+        "--processes",
+        type=_processes,
+        default=1,
+        metavar="N",
+        help="land the topics with N processes, members of one consumer group (about one per core; members"
+        " beyond the partitions stay idle); a member that exits is started again unless --until-end",
+    )
     run.set_defaults(handler=_run)
 
     commands.add_parser(

@@ -648,6 +648,77 @@ def test_group_member_dies_and_partitions_rebalance(
     )
 
 
+def members_of(supervisor: subprocess.Popen[bytes]) -> list[int]:
+    """The pids of the extractor processes `run --processes` started (its children)."""
+    try:
+        children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
+    except OSError:
+        return []
+    return sorted(int(pid) for pid in children)
+
+
+def test_a_member_of_run_processes_dies_and_is_started_again(
+    settings: Settings, dataset, tmp_path: Path, processes
+) -> None:
+    """`run --processes 3`: one supervisor, three members of one group. A member killed mid-drain is started
+    again by the supervisor; meanwhile the others take its partitions, and nothing is lost or doubled."""
+    messages, _ = dataset
+    ensure_topic(settings, partitions=3)
+    log_path = tmp_path / "run-processes.log"
+    with log_path.open("ab") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "extract", "run", "--kind", "kafka", "--processes", "3", "jobs"],
+            env=env_for(settings) | {"EXTRACT_MAX_POLL_RECORDS": "200"},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    processes.append(supervisor)
+    wait_for(lambda: len(members_of(supervisor)) == 3, 60, "three members")
+    wait_for(lambda: log_path.read_text().count("partitions assigned") >= 3, 120, "the group to form")
+    produced = Produced()
+    sender = threading.Thread(
+        target=produced.send, args=(settings.kafka_bootstrap_servers, settings.kafka_topic, messages)
+    )
+    sender.start()
+    wait_for(lambda: progress(settings) > 0, 120, "the first batch")
+    victim = random.Random(SEED).choice(members_of(supervisor))
+    os.kill(victim, signal.SIGKILL)
+    killed = time.monotonic()
+    replaced = wait_for(
+        lambda: len(members_of(supervisor)) == 3 and victim not in members_of(supervisor), 60, "a new member"
+    )
+    recovery = time.monotonic() - killed
+    assert replaced
+    sender.join(120)
+    assert len(produced) == len(messages)
+    wait_for(lambda: progress(settings) == len(produced), 180, "every message to land", 0.2)
+    assert "was killed by SIGKILL; starting it again" in log_path.read_text()
+    survivors = members_of(supervisor)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(60) == 0, log_path.read_text()[-3000:]
+    assert not [pid for pid in survivors if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
+
+    result = assert_exactly_once(settings, produced)
+    quarantined = reconcile_through_dbt(settings, tmp_path, "kafka.jobs")
+    record(
+        "4b. run --processes 3, one member kill -9",
+        result,
+        quarantined,
+        recovery,
+        f"the supervisor started a new member {recovery:.1f}s after the kill; the group landed every message once",
+    )
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 # -- 5. a continuous producer, the extractor as a service, dbt build alongside ------------------------------------
 
 
