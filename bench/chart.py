@@ -97,9 +97,9 @@ def chart(report: dict[str, object], path: Path) -> None:  # noqa: PLR0915 - one
         s = r["8_scale_out"]
         bars(
             axes[1][2],
-            ["1 process", f"{s['processes']} processes"],
-            [s["one_process_rate"], s["rate"]],
-            "(8) scale-out, wall clock incl. group join",
+            ["1 process", *(f"--processes {run['processes']}" for run in s["runs"])],
+            [s["one_process_steady_rate"], *(run["steady_rate"] or 0 for run in s["runs"])],
+            "(8) scale-out: one group, steady rate",
             "messages/s",
         )
     _new_panels(r, axes[2], bars)

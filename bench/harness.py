@@ -78,55 +78,6 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
     )
 
 
-def run_children(
-    commands: list[list[str]], env: dict[str, str], straggler_s: float | None = None
-) -> tuple[float, list[Run]]:
-    """Start several children at once; wall clock until the last one ends. With `straggler_s`, the children
-    still running that long after the first one ended are stopped (SIGTERM), so a member that never gets its
-    partitions back after its group rebalanced fails the item instead of hanging the bench."""
-    started = time.monotonic()
-    handles = []
-    for index, args in enumerate(commands):
-        out = (RUN_DIR / f"child{index}.out").open("wb")
-        err = (RUN_DIR / f"child{index}.err").open("wb")
-        process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        handles.append((index, process, out, err))
-    ended: dict[int, tuple[float, int, float]] = {}  # index -> (seconds, exit code, max RSS MB)
-    first_end: float | None = None
-    stopped = False
-    while len(ended) < len(handles):
-        for index, process, _, _ in handles:
-            if index in ended:
-                continue
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                process.returncode = os.waitstatus_to_exitcode(status)
-                ended[index] = (time.monotonic() - started, process.returncode, usage.ru_maxrss / 1024)
-                first_end = first_end or time.monotonic()
-        if straggler_s is not None and first_end and not stopped and time.monotonic() - first_end > straggler_s:
-            for index, process, _, _ in handles:
-                if index not in ended:
-                    log(f"child {index} still running {straggler_s:.0f}s after the first one ended: stopping it")
-                    process.terminate()
-            stopped = True
-        time.sleep(0.05)
-    runs = []
-    for index, _, out, err in handles:
-        out.close()
-        err.close()
-        seconds, returncode, rss = ended[index]
-        runs.append(
-            Run(
-                seconds,
-                returncode,
-                rss,
-                (RUN_DIR / f"child{index}.out").read_text(errors="replace"),
-                (RUN_DIR / f"child{index}.err").read_text(errors="replace"),
-            )
-        )
-    return time.monotonic() - started, runs
-
-
 def check(run: Run, what: str) -> Run:
     if run.returncode != 0:
         tail = "\n".join((run.stderr or run.stdout).strip().splitlines()[-15:])

@@ -192,15 +192,16 @@ def targets(r: dict[str, dict]) -> list[dict[str, object]]:
                 )
             )
     scale = r.get("8_scale_out")
-    if scale:
+    for run in scale["runs"] if scale else []:
         out.append(
             Target(
                 "8",
-                f"{scale['processes']} extractor processes vs 1 (wall)",
-                scale["speedup"],
+                f"run --processes {run['processes']} vs 1 process (steady)",
+                run["steady_speedup"],
                 "(no target)",
                 None,
-                f"{scale['wall_seconds']:.1f}s vs {scale['one_process_wall_seconds']:.1f}s",
+                f"{fmt(run['steady_rate'])} vs {fmt(scale['one_process_steady_rate'])} msg/s steady;"
+                f" wall {run['wall_seconds']:.1f}s vs {scale['one_process_wall_seconds']:.1f}s",
             )
         )
     out.extend(_freshness_and_scale_targets(r))
@@ -297,13 +298,13 @@ def table(report: dict[str, object]) -> str:
                 f"{function} median, index / no index",
                 f"{e['index']['median_ms']:.2f} / {e['no_index']['median_ms']:.2f} ms",
             )
-    if "8_scale_out" in r:
-        s = r["8_scale_out"]
+    scale = r.get("8_scale_out") or {"runs": []}
+    for run in scale["runs"]:
         add(
             "8",
-            f"1 / {s['processes']} extractor processes (wall)",
-            f"{s['one_process_wall_seconds']:.1f} / {s['wall_seconds']:.1f} s"
-            f" ({fmt(s['one_process_rate'])} / {fmt(s['rate'])} msg/s)",
+            f"run --processes {run['processes']} / 1 process, steady (wall)",
+            f"{fmt(run['steady_rate'])} / {fmt(scale['one_process_steady_rate'])} msg/s"
+            f" ({run['wall_seconds']:.1f} / {scale['one_process_wall_seconds']:.1f} s)",
         )
     _freshness_and_scale_rows(r, add)
     lines = _grid(("item", "measurement", "value"), rows)

@@ -1,42 +1,52 @@
-"""(8) Scale-out: one extractor process per partition in one consumer group against the single process of
-(2), wall clock with the group joins included. Its own module because it is the one item that runs
-several extractors at once."""
+"""(8) Scale-out: `run --processes N` (N extractor processes in one consumer group under one supervisor) draining
+the main topic, against the single process of (2): one member per core (2 here) and one per partition (3).
+Its own module because it is the one item that runs several extractors at once."""
 
 from __future__ import annotations
 
-from bench.extractor import landed_messages
-from bench.harness import PY, Harness, check, log, run_children
+import os
+
+from bench.extractor import log_span
+from bench.harness import PY, Harness, check, log, run_child
 
 
-def measure(harness: Harness, topic: str, total: int, one: float) -> dict[str, object]:
-    """Drain `topic` (`total` messages) with one process per partition; `one` is (2)'s wall seconds."""
-    processes = harness.config.partitions
-    database = harness.fresh_database("scale3")
-    env = harness.env(database, topic, "bench-extract-3")
-    command = [PY, "-m", "extract", "--log-format", "json", "jobs", "--until-end"]
-    # The members drain about a third each and end together (`--until-end` waits for the group); one still
-    # running long after the first ended is stuck (before members waited for one another, Tansu took a
-    # partition in the rebalance when the others left and never gave it back): stop it, so the item fails
-    # with the reason instead of hanging the bench.
-    wall, runs = run_children([command] * processes, env, straggler_s=max(60.0, 2 * one))
-    for index, child in enumerate(runs):
-        check(child, f"extractor {index + 1} of {processes}")
+def measure(harness: Harness, topic: str, total: int, one: dict[str, object]) -> dict[str, object]:
+    """Drain `topic` (`total` messages) with one member per core and one per partition; `one` is (2)."""
+    counts = sorted({os.cpu_count() or 1, harness.config.partitions} - {1})
+    runs = [_drain(harness, topic, total, processes, one) for processes in counts]
+    return {
+        "messages": total,
+        "one_process_wall_seconds": one["wall_seconds"],
+        "one_process_rate": total / one["wall_seconds"],
+        "one_process_steady_rate": one["steady_rate"],
+        "runs": runs,
+    }
+
+
+def _drain(harness: Harness, topic: str, total: int, processes: int, one: dict[str, object]) -> dict[str, object]:
+    database = harness.fresh_database(f"scale{processes}")
+    env = harness.env(database, topic, f"bench-extract-{processes}")
+    command = [PY, "-m", "extract", "--log-format", "json", "run", "--kind", "kafka", "--until-end"]
+    run = check(run_child([*command, "--processes", str(processes), "jobs"], env), f"run --processes {processes}")
     with harness.connect(database) as conn:
         landed = conn.execute("select count(*) from raw.jobs").fetchone()[0]
     if landed != total:
         raise RuntimeError(f"{processes} extractors landed {landed} rows, expected {total}")
+    # from the first member's assignment to the last log line of any member, as (2)'s steady rate
+    assigned, ended = log_span(run.stderr)
+    steady = (ended - assigned) if assigned is not None and ended is not None else None
     result = {
         "processes": processes,
-        "messages": total,
         "rows_in_raw": landed,
-        "per_process_messages": [landed_messages(child.stdout) for child in runs],
-        "one_process_wall_seconds": one,
-        "wall_seconds": wall,
-        "one_process_rate": total / one,
-        "rate": total / wall,
-        "speedup": one / wall,
-        "max_rss_mb": [child.max_rss_mb for child in runs],
+        "wall_seconds": run.seconds,
+        "rate": total / run.seconds,
+        "steady_rate": total / steady if steady else None,
+        "speedup": one["wall_seconds"] / run.seconds,
+        "steady_speedup": (total / steady) / one["steady_rate"] if steady and one["steady_rate"] else None,
+        # wait4's figures of the supervisor include its members (it waited for them)
+        "cpu_seconds": run.cpu_seconds,
+        "max_rss_mb": run.max_rss_mb,
     }
     harness.drop(database)
-    log(f"(8) {processes} processes: {wall:.1f}s vs {one:.1f}s for one")
+    log(f"(8) run --processes {processes}: {run.seconds:.1f}s wall vs {one['wall_seconds']:.1f}s for one process")
     return result

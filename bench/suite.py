@@ -76,7 +76,7 @@ def _main_topic(harness: Harness, files: dict[str, object], r: dict[str, dict[st
         r["5_rss"] = rss.measure(harness, SMALL_TOPIC, small_total, r["2_extractor"], total)
 
     if 8 in c.items:
-        r["8_scale_out"] = scale_out.measure(harness, MAIN_TOPIC, total, r["2_extractor"]["wall_seconds"])
+        r["8_scale_out"] = scale_out.measure(harness, MAIN_TOPIC, total, r["2_extractor"])
 
     if c.items & {4, 6, 7}:
         r["4_users"] = users_load.measure(harness, main_db, files["users"])
