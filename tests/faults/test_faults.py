@@ -39,6 +39,7 @@ from extract.landing.producer import ensure_topic, parse_line
 from extract.local import embedded
 from extract.sample_data.jobs import generate_files
 from tests.conftest import ROOT, env_for, run_cli, run_dbt
+from tests.support.processes import alive, children
 
 pytestmark = pytest.mark.faults
 
@@ -309,9 +310,10 @@ def start_extractor(
     processes: list[subprocess.Popen[bytes]],
     *,
     until_end: bool = True,
+    command: tuple[str, ...] = ("jobs",),
     **extra_env: str,
 ) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "extract", "jobs", *(["--until-end"] if until_end else [])]
+    args = [sys.executable, "-m", "extract", *command, *(["--until-end"] if until_end else [])]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             args,
@@ -648,15 +650,6 @@ def test_group_member_dies_and_partitions_rebalance(
     )
 
 
-def members_of(supervisor: subprocess.Popen[bytes]) -> list[int]:
-    """The pids of the extractor processes `run --processes` started (its children)."""
-    try:
-        children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
-    except OSError:
-        return []
-    return sorted(int(pid) for pid in children)
-
-
 def test_a_member_of_run_processes_dies_and_is_started_again(
     settings: Settings, dataset, tmp_path: Path, processes
 ) -> None:
@@ -665,18 +658,11 @@ def test_a_member_of_run_processes_dies_and_is_started_again(
     messages, _ = dataset
     ensure_topic(settings, partitions=3)
     log_path = tmp_path / "run-processes.log"
-    with log_path.open("ab") as log:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "extract", "run", "--kind", "kafka", "--processes", "3", "jobs"],
-            env=env_for(settings) | {"EXTRACT_MAX_POLL_RECORDS": "200"},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    processes.append(supervisor)
-    wait_for(lambda: len(members_of(supervisor)) == 3, 60, "three members")
+    command = ("run", "--kind", "kafka", "--processes", "3", "jobs")
+    supervisor = start_extractor(
+        settings, log_path, processes, until_end=False, command=command, EXTRACT_MAX_POLL_RECORDS="200"
+    )
+    wait_for(lambda: len(children(supervisor.pid)) == 3, 60, "three members")
     wait_for(lambda: log_path.read_text().count("partitions assigned") >= 3, 120, "the group to form")
     produced = Produced()
     sender = threading.Thread(
@@ -684,11 +670,11 @@ def test_a_member_of_run_processes_dies_and_is_started_again(
     )
     sender.start()
     wait_for(lambda: progress(settings) > 0, 120, "the first batch")
-    victim = random.Random(SEED).choice(members_of(supervisor))
+    victim = random.Random(SEED).choice(children(supervisor.pid))
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
     replaced = wait_for(
-        lambda: len(members_of(supervisor)) == 3 and victim not in members_of(supervisor), 60, "a new member"
+        lambda: len(children(supervisor.pid)) == 3 and victim not in children(supervisor.pid), 60, "a new member"
     )
     recovery = time.monotonic() - killed
     assert replaced
@@ -696,10 +682,10 @@ def test_a_member_of_run_processes_dies_and_is_started_again(
     assert len(produced) == len(messages)
     wait_for(lambda: progress(settings) == len(produced), 180, "every message to land", 0.2)
     assert "was killed by SIGKILL; starting it again" in log_path.read_text()
-    survivors = members_of(supervisor)
+    survivors = children(supervisor.pid)
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(60) == 0, log_path.read_text()[-3000:]
-    assert not [pid for pid in survivors if Path(f"/proc/{pid}").exists() and _not_zombie(pid)]
+    assert not [pid for pid in survivors if alive(pid)]
 
     result = assert_exactly_once(settings, produced)
     quarantined = reconcile_through_dbt(settings, tmp_path, "kafka.jobs")
@@ -710,13 +696,6 @@ def test_a_member_of_run_processes_dies_and_is_started_again(
         recovery,
         f"the supervisor started a new member {recovery:.1f}s after the kill; the group landed every message once",
     )
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 # -- 5. a continuous producer, the extractor as a service, dbt build alongside ------------------------------------

@@ -20,6 +20,7 @@ from extract.core.settings import Settings
 from extract.landing import members
 from extract.landing.producer import ensure_topic
 from tests.conftest import ROOT, env_for, run_cli
+from tests.support.processes import alive, children
 
 MESSAGES = 3_000
 
@@ -89,27 +90,17 @@ def test_members_stop_when_the_supervisor_is_killed(settings: Settings, tmp_path
             stdin=subprocess.DEVNULL,
         )
     try:
-        children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children")
         deadline = time.monotonic() + 60
-        while len(children.read_text().split()) < 2 or "consuming" not in log_path.read_text():
+        while len(children(supervisor.pid)) < 2 or "consuming" not in log_path.read_text():
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.1)
-        pids = [int(pid) for pid in children.read_text().split()]
+        pids = children(supervisor.pid)
         os.kill(supervisor.pid, signal.SIGKILL)
         supervisor.wait(10)
         deadline = time.monotonic() + 60
-        while alive := [pid for pid in pids if _alive(pid)]:
-            assert time.monotonic() < deadline, f"members {alive} outlived their supervisor"
+        while running := [pid for pid in pids if alive(pid)]:
+            assert time.monotonic() < deadline, f"members {running} outlived their supervisor"
             time.sleep(0.1)
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie: the members' parent is gone, so init reaps them."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
