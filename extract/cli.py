@@ -144,6 +144,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"error: source {source.name}: {error}", file=sys.stderr)
     kafka_sources = [source for source in selected if isinstance(source, KafkaSource)]
     topics = ", ".join(source.topic for source in kafka_sources)
+    if args.processes > 1 and not kafka_sources:
+        log.warning("--processes %d applies to Kafka sources, and none is selected", args.processes)
     if kafka_sources and args.processes > 1:
         member_args = [*_logging_args(args), "run", "--kind", "kafka", *(["--until-end"] if args.until_end else [])]
         members = run_members(

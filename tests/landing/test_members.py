@@ -56,6 +56,14 @@ def test_a_process_count_out_of_range_is_refused(settings: Settings, count: str)
     assert "--processes" in refused.stderr
 
 
+def test_processes_without_a_kafka_source_say_so(settings: Settings, tmp_path: Path) -> None:
+    nowhere = {"USERS_FILE": str(tmp_path / "users.ndjson"), "SERVICES_FILE": str(tmp_path / "services.csv")}
+    # the files are missing (exit code 1 for that): what matters is that no member starts
+    files_only = run_cli(settings, "run", "--kind", "file", "--processes", "2", env=nowhere, check=False)
+    assert "--processes 2 applies to Kafka sources, and none is selected" in files_only.stderr
+    assert "started (pid" not in files_only.stderr
+
+
 def test_failing_members_make_until_end_fail_and_are_not_restarted(capsys: pytest.CaptureFixture[str]) -> None:
     result = members.run_members(
         2, ["run", "--kind", "kafka", "no_such_source"], until_end=True, stop=threading.Event()
