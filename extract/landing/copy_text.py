@@ -99,11 +99,11 @@ def copy_lines(messages: Iterable[Message], unsure: list[str] | None = None) -> 
             yield position + b"\\N\t" * 8 + escape_text(headers.reason) + b"\n"
             continue
         milliseconds = message.timestamp
-        if milliseconds is None or milliseconds < 0 or milliseconds // 1000 > _LAST_TIMESTAMP_S:
+        if milliseconds is None or milliseconds < 0 or (moment := milliseconds // 1000) > _LAST_TIMESTAMP_S:
             timestamp = NULL
         else:
-            if milliseconds // 1000 != second:
-                second = milliseconds // 1000
+            if moment != second:
+                second = moment
                 second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)).encode()
             timestamp = b"%s.%03d+00" % (second_text, milliseconds % 1000)
         kind = message.timestamp_type

@@ -140,7 +140,7 @@ def run_members(count: int, member_args: Sequence[str], *, until_end: bool, stop
             code = member.exited()
             if code is not None:
                 _count_output(member, result)
-                _after_exit(member, code, now, result, restart=not (until_end or stopping or stop.is_set()))
+                _after_exit(member, code, now, result, restart=not (until_end or stop.is_set()))
             elif member.restart_at is not None and now >= member.restart_at and not stopping:
                 result.restarts += 1
                 member.start()
