@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from bench.extractor import log_span
+from bench.extractor import drain_result
 from bench.harness import PY, Harness, check, log, run_child
 
 
@@ -28,25 +28,12 @@ def _drain(harness: Harness, topic: str, total: int, processes: int, one: dict[s
     env = harness.env(database, topic, f"bench-extract-{processes}")
     command = [PY, "-m", "extract", "--log-format", "json", "run", "--kind", "kafka", "--until-end"]
     run = check(run_child([*command, "--processes", str(processes), "jobs"], env), f"run --processes {processes}")
-    with harness.connect(database) as conn:
-        landed = conn.execute("select count(*) from raw.jobs").fetchone()[0]
-    if landed != total:
-        raise RuntimeError(f"{processes} extractors landed {landed} rows, expected {total}")
-    # from the first member's assignment to the last log line of any member, as (2)'s steady rate
-    assigned, ended = log_span(run.stderr)
-    steady = (ended - assigned) if assigned is not None and ended is not None else None
-    result = {
-        "processes": processes,
-        "rows_in_raw": landed,
-        "wall_seconds": run.seconds,
-        "rate": total / run.seconds,
-        "steady_rate": total / steady if steady else None,
-        "speedup": one["wall_seconds"] / run.seconds,
-        "steady_speedup": (total / steady) / one["steady_rate"] if steady and one["steady_rate"] else None,
-        # wait4's figures of the supervisor include its members (it waited for them)
-        "cpu_seconds": run.cpu_seconds,
-        "max_rss_mb": run.max_rss_mb,
-    }
+    # steady: from the first member's assignment to the last log line of any member, as (2)'s; wait4's
+    # figures of the supervisor (cpu_seconds, max_rss_mb) include its members, which it waited for
+    result = {"processes": processes, **drain_result(harness, run, database, topic, total)}
+    steady = result["steady_rate"]
+    result["speedup"] = one["wall_seconds"] / run.seconds
+    result["steady_speedup"] = steady / one["steady_rate"] if steady and one["steady_rate"] else None
     harness.drop(database)
     log(f"(8) run --processes {processes}: {run.seconds:.1f}s wall vs {one['wall_seconds']:.1f}s for one process")
     return result
